@@ -1,0 +1,88 @@
+"""Settings: defaults, then an instance config file, then NEWSLETTERS_* from the environment.
+
+This is the one module that reads the environment (through Flask's ``from_prefixed_env``).
+"""
+
+import secrets
+from pathlib import Path
+
+from flask import Flask
+
+DEFAULTS = {
+    "ENV": "development",
+    "DATABASE_URL": None,  # filled in from the instance folder
+    "MAIL_URL": None,  # file:// into the instance folder
+    "MAIL_FROM": "newsletters@localhost",
+    "BASE_URL": "http://127.0.0.1:5000",
+    "SECRET_KEY": None,
+    "RATELIMIT_STORAGE_URL": "memory://",
+    "RATELIMIT_ENABLED": True,
+    "SIGNUP_RATE_LIMIT": "5 per minute;30 per hour",
+    "CONFIRM_TTL_HOURS": 72,
+    "CONFIRM_THROTTLE_MINUTES": 10,
+    "TRUSTED_PROXIES": 0,
+    "EMAIL_CHECK_DELIVERABILITY": False,
+    "EMAIL_MAX_LENGTH": 254,
+    "NAME_MAX_LENGTH": 200,
+    "MAX_CONTENT_LENGTH": 64 * 1024,
+    "OUTBOX_LEASE_SECONDS": 300,
+    "OUTBOX_BACKOFF_SECONDS": 5,
+    "OUTBOX_BACKOFF_CAP_SECONDS": 3600,
+    "OUTBOX_MAX_ATTEMPTS": 12,
+    "WORKER_POLL_SECONDS": 2.0,
+    "DEMO_NEWSLETTER": True,
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+}
+
+REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "BASE_URL")
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the message names it."""
+
+
+def load(app: Flask, test_config: dict | None = None) -> None:
+    """Fill ``app.config`` from defaults, the instance file, the environment and tests."""
+    app.config.from_mapping(DEFAULTS)
+    # BASE_URL has a development default; production must name its own, so remember
+    # whether it was set anywhere other than the defaults.
+    app.config["BASE_URL"] = None
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_prefixed_env("NEWSLETTERS")
+    if test_config:
+        app.config.from_mapping(test_config)
+
+    production = app.config["ENV"] == "production"
+    if production:
+        for name in REQUIRED_IN_PRODUCTION:
+            if not app.config.get(name):
+                raise ConfigError(f"NEWSLETTERS_{name} must be set when NEWSLETTERS_ENV=production")
+        app.config.setdefault("SESSION_COOKIE_SECURE", True)
+    instance = Path(app.instance_path)
+    if not app.config["BASE_URL"]:
+        app.config["BASE_URL"] = DEFAULTS["BASE_URL"]
+    app.config["BASE_URL"] = str(app.config["BASE_URL"]).rstrip("/")
+    if not app.config["DATABASE_URL"]:
+        app.config["DATABASE_URL"] = f"sqlite:///{instance / 'newsletters.db'}"
+    if not app.config["MAIL_URL"]:
+        app.config["MAIL_URL"] = f"file://{instance / 'mail'}"
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = _development_secret(instance)
+    for name in ("CONFIRM_TTL_HOURS", "TRUSTED_PROXIES", "MAX_CONTENT_LENGTH"):
+        if not isinstance(app.config[name], int) or app.config[name] < 0:
+            raise ConfigError(
+                f"NEWSLETTERS_{name} must be a whole number, got {app.config[name]!r}"
+            )
+
+
+def _development_secret(instance: Path) -> str:
+    """Return the instance folder's secret key, generating it on first use."""
+    path = instance / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    instance.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key

@@ -1,0 +1,1 @@
+"""Mail: the outbox that requests write to, and the worker that empties it."""

@@ -1,0 +1,65 @@
+"""Render outbox rows into mails: text and HTML templates, headers, no text a signer typed."""
+
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from flask import current_app, render_template
+from sqlalchemy.orm import Session
+
+from ..db import utcnow
+from ..links import external_url
+from ..models import OutboxMessage, Token
+from ..subscriptions import tokens
+
+
+class Unrenderable(Exception):
+    """The outbox row refers to something that no longer exists; it cannot be sent."""
+
+
+def render(session: Session, message: OutboxMessage) -> tuple[EmailMessage, dict[str, str]]:
+    """Build the mail for ``message`` and return it with the links it carries."""
+    if message.kind != "confirm":
+        raise Unrenderable(f"unknown outbox message kind {message.kind!r}")
+    token = session.get(Token, message.payload.get("token_id"))
+    if token is None or not token.subscriptions:
+        raise Unrenderable("the confirmation token of this mail no longer exists")
+    newsletters = [s.newsletter for s in token.subscriptions]
+    confirm_url = external_url("subscriptions.confirm", token=tokens.secret_for(token))
+    names = ", ".join(n.name for n in newsletters)
+    subject = (len(newsletters) == 1 and newsletters[0].confirm_subject) or (
+        f"Confirm your subscription to {names}"
+    )
+    context = {
+        "newsletters": newsletters,
+        "confirm_url": confirm_url,
+        "ttl_hours": current_app.config["CONFIRM_TTL_HOURS"],
+    }
+    sender = len(newsletters) == 1 and newsletters[0].sender_name
+    mail = _envelope(message, subject, sender or None)
+    mail.set_content(render_template("mail/confirm.txt", **context))
+    mail.add_alternative(render_template("mail/confirm.html", **context), subtype="html")
+    return mail, {"confirm": confirm_url}
+
+
+def _envelope(message: OutboxMessage, subject: str, sender_name: str | None) -> EmailMessage:
+    mail = EmailMessage()
+    mail_from = current_app.config["MAIL_FROM"]
+    mail["From"] = (
+        Address(display_name=sender_name, addr_spec=mail_from) if sender_name else mail_from
+    )
+    mail["To"] = ascii_domain(message.recipient)
+    mail["Subject"] = subject
+    mail["Date"] = format_datetime(utcnow())
+    mail["Message-ID"] = message.message_id
+    mail["Auto-Submitted"] = "auto-generated"
+    return mail
+
+
+def ascii_domain(address: str) -> str:
+    """Return ``address`` with its domain in IDNA form, which every mail server accepts."""
+    local, _, domain = address.rpartition("@")
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return address

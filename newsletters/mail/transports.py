@@ -1,0 +1,129 @@
+"""Deliver rendered mails: SMTP (plain, STARTTLS, TLS), files, or the console."""
+
+import contextlib
+import smtplib
+import ssl
+import sys
+from email.message import EmailMessage
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+
+class TemporaryFailure(Exception):
+    """Delivery failed in a way that may succeed later (connection lost, 4xx reply)."""
+
+
+class PermanentFailure(Exception):
+    """Delivery failed for good (5xx reply): retrying would fail the same way."""
+
+
+class SMTPTransport:
+    """Send over one SMTP connection, opened on first use and reused until closed."""
+
+    def __init__(self, url: str, timeout: float = 30):
+        parts = urlsplit(url)
+        self.scheme = parts.scheme
+        self.host = parts.hostname or "localhost"
+        self.port = parts.port or {"smtps": 465, "smtp+starttls": 587}.get(parts.scheme, 25)
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        self.timeout = timeout
+        self.connection: smtplib.SMTP | None = None
+
+    def describe(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    def _connect(self) -> smtplib.SMTP:
+        if self.scheme == "smtps":
+            connection = smtplib.SMTP_SSL(
+                self.host, self.port, timeout=self.timeout, context=ssl.create_default_context()
+            )
+        else:
+            connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            if self.scheme == "smtp+starttls":
+                connection.starttls(context=ssl.create_default_context())
+        if self.username:
+            connection.login(self.username, self.password or "")
+        return connection
+
+    def send(self, mail: EmailMessage) -> str:
+        """Send ``mail``; raise ``TemporaryFailure`` or ``PermanentFailure`` when it fails."""
+        try:
+            if self.connection is None:
+                self.connection = self._connect()
+            self.connection.send_message(mail)
+        except smtplib.SMTPRecipientsRefused as exc:
+            self.close()
+            codes = [code for code, _ in exc.recipients.values()]
+            detail = "; ".join(f"{code} {text!r}" for code, text in exc.recipients.values())
+            if all(500 <= code < 600 for code in codes):
+                raise PermanentFailure(f"recipient refused: {detail}") from None
+            raise TemporaryFailure(f"recipient refused: {detail}") from None
+        except smtplib.SMTPResponseException as exc:
+            self.close()
+            reply = f"{exc.smtp_code} {exc.smtp_error!r}"
+            if 500 <= exc.smtp_code < 600:
+                raise PermanentFailure(reply) from None
+            raise TemporaryFailure(reply) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            self.close()
+            raise TemporaryFailure(f"{type(exc).__name__}: {exc}") from None
+        return f"sent to {self.describe()}"
+
+    def close(self) -> None:
+        if self.connection is not None:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                self.connection.quit()
+            self.connection = None
+
+
+class FileTransport:
+    """Write each mail as an ``.eml`` file into a folder: development's mail server."""
+
+    def __init__(self, url: str):
+        self.folder = Path(unquote(urlsplit(url).path))
+
+    def send(self, mail: EmailMessage) -> str:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        message_id = mail["Message-ID"].strip("<>").partition("@")[0]
+        path = self.folder / f"{message_id}.eml"
+        path.write_bytes(bytes(mail))
+        return f"written to {path}"
+
+    def close(self) -> None:
+        pass
+
+
+class ConsoleTransport:
+    """Print each mail on standard output."""
+
+    def __init__(self, url: str):
+        pass
+
+    def send(self, mail: EmailMessage) -> str:
+        sys.stdout.write(mail.as_string() + "\n")
+        sys.stdout.flush()
+        return "printed"
+
+    def close(self) -> None:
+        pass
+
+
+TRANSPORTS = {
+    "smtp": SMTPTransport,
+    "smtp+starttls": SMTPTransport,
+    "smtps": SMTPTransport,
+    "file": FileTransport,
+    "console": ConsoleTransport,
+}
+
+
+def from_url(url: str):
+    """Return the transport that ``MAIL_URL`` names."""
+    scheme = urlsplit(url).scheme
+    if scheme not in TRANSPORTS:
+        known = ", ".join(f"{name}:" for name in TRANSPORTS)
+        raise ValueError(
+            f"NEWSLETTERS_MAIL_URL has an unknown scheme {scheme!r}; use one of {known}"
+        )
+    return TRANSPORTS[scheme](url)

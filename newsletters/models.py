@@ -1,0 +1,209 @@
+"""The domain: newsletters, subscribers, their subscriptions, tokens, consent and the outbox."""
+
+import enum
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .db import Base, UTCDateTime, utcnow
+
+# SPEC's default texts of the signup form; a newsletter may override each.
+DEFAULT_TEXTS = {
+    "placeholder": "Enter your email to subscribe",
+    "button": "Subscribe",
+    "required_note": "* indicates required",
+    "invalid_email": "Please, enter correct email address",
+    "success_title": "Successfully subscribed",
+    "success_text": (
+        "Thank you for signing up for this newsletter. We've sent you a confirmation email."
+    ),
+}
+
+
+class Status(enum.StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class Source(enum.StrEnum):
+    FORM = "form"
+    EMBED = "embed"
+    API = "api"
+    IMPORT = "import"
+
+
+class TokenPurpose(enum.StrEnum):
+    CONFIRM = "confirm"
+    UNSUBSCRIBE = "unsubscribe"
+
+
+class OutboxState(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+def _enum(cls: type[enum.Enum]) -> sa.Enum:
+    # Stored as plain strings with a CHECK, the same on SQLite and PostgreSQL.
+    return sa.Enum(
+        cls,
+        native_enum=False,
+        create_constraint=True,
+        length=20,
+        values_callable=lambda e: [m.value for m in e],
+        name=cls.__name__.lower(),
+    )
+
+
+class Newsletter(Base):
+    __tablename__ = "newsletter"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    is_public: Mapped[bool] = mapped_column(default=True)
+    # Form texts; None means SPEC's default (see ``text()``).
+    placeholder: Mapped[str | None] = mapped_column(sa.String(200))
+    button: Mapped[str | None] = mapped_column(sa.String(100))
+    required_note: Mapped[str | None] = mapped_column(sa.String(200))
+    invalid_email: Mapped[str | None] = mapped_column(sa.String(200))
+    success_title: Mapped[str | None] = mapped_column(sa.String(200))
+    success_text: Mapped[str | None] = mapped_column(sa.Text)
+    confirm_subject: Mapped[str | None] = mapped_column(sa.String(200))
+    sender_name: Mapped[str | None] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def text(self, key: str) -> str:
+        """Return this newsletter's form text ``key``, or SPEC's default."""
+        return getattr(self, key) or DEFAULT_TEXTS[key]
+
+
+class Subscriber(Base):
+    """One person, by address: lower-cased and normalised, so unique."""
+
+    __tablename__ = "subscriber"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    subscriptions: Mapped[list["Subscription"]] = relationship(back_populates="subscriber")
+
+
+token_subscription = sa.Table(
+    "token_subscription",
+    Base.metadata,
+    sa.Column("token_id", sa.ForeignKey("token.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "subscription_id", sa.ForeignKey("subscription.id", ondelete="CASCADE"), primary_key=True
+    ),
+)
+
+
+class Subscription(Base):
+    """A subscriber on one newsletter: the status and the consent evidence live here."""
+
+    __tablename__ = "subscription"
+    __table_args__ = (
+        sa.UniqueConstraint("newsletter_id", "subscriber_id"),
+        # Exports and lists walk one newsletter's rows of one status in id order.
+        sa.Index("ix_subscription_list", "newsletter_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    newsletter_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("newsletter.id", ondelete="CASCADE"), index=True
+    )
+    subscriber_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("subscriber.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[Status] = mapped_column(_enum(Status), default=Status.PENDING)
+    name: Mapped[str | None] = mapped_column(sa.String(200))
+    source: Mapped[Source] = mapped_column(_enum(Source), default=Source.FORM)
+    optin_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    optin_ip: Mapped[str | None] = mapped_column(sa.String(45))
+    optin_user_agent: Mapped[str | None] = mapped_column(sa.String(512))
+    form_text: Mapped[str | None] = mapped_column(sa.Text)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirm_ip: Mapped[str | None] = mapped_column(sa.String(45))
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirmation_mailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    unsubscribe_token_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("token.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    newsletter: Mapped[Newsletter] = relationship()
+    subscriber: Mapped[Subscriber] = relationship(back_populates="subscriptions")
+    unsubscribe_token: Mapped["Token | None"] = relationship(foreign_keys=[unsubscribe_token_id])
+    events: Mapped[list["ConsentEvent"]] = relationship(
+        back_populates="subscription", order_by="ConsentEvent.at"
+    )
+
+
+class Token(Base):
+    """A link's secret, stored as a SHA-256 digest; the secret itself is derived with HMAC.
+
+    The secret is ``HMAC(SECRET_KEY, purpose:salt)`` with a random salt, so the worker that
+    renders a mail and the export that writes an unsubscribe URL can re-derive it, while the
+    database alone (and the outbox in it) holds nothing that opens a link.
+    """
+
+    __tablename__ = "token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    purpose: Mapped[TokenPurpose] = mapped_column(_enum(TokenPurpose))
+    subscriber_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("subscriber.id", ondelete="CASCADE"), index=True
+    )
+    salt: Mapped[str] = mapped_column(sa.String(64))
+    digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    subscriber: Mapped[Subscriber] = relationship()
+    subscriptions: Mapped[list[Subscription]] = relationship(secondary=token_subscription)
+
+
+class ConsentEvent(Base):
+    """One change of a subscription, with who asked for it from where: the audit trail."""
+
+    __tablename__ = "consent_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("subscription.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[Status] = mapped_column(_enum(Status))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ip: Mapped[str | None] = mapped_column(sa.String(45))
+    user_agent: Mapped[str | None] = mapped_column(sa.String(512))
+    source: Mapped[str | None] = mapped_column(sa.String(20))
+    detail: Mapped[str | None] = mapped_column(sa.Text)
+
+    subscription: Mapped[Subscription] = relationship(back_populates="events")
+
+
+class OutboxMessage(Base):
+    """A mail to send, written in the transaction that caused it; the worker delivers it."""
+
+    __tablename__ = "outbox_message"
+    __table_args__ = (sa.Index("ix_outbox_message_due", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(40))
+    recipient: Mapped[str] = mapped_column(sa.String(320))
+    payload: Mapped[dict] = mapped_column(sa.JSON)
+    # Fixed at enqueue time, so a mail sent twice after a crash is recognisably the same one.
+    message_id: Mapped[str] = mapped_column(sa.String(255))
+    state: Mapped[OutboxState] = mapped_column(_enum(OutboxState), default=OutboxState.PENDING)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

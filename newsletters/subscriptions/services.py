@@ -1,0 +1,277 @@
+"""Signup, confirmation and unsubscription: one function per use case.
+
+Every entry point (hosted form, embed, API, importer) calls these, so validation and throttles
+cannot drift apart. They flush and never commit: the caller commits once, and the outbox row
+written here goes out only if that commit happens.
+"""
+
+import unicodedata
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..db import utcnow
+from ..mail import outbox
+from ..models import (
+    ConsentEvent,
+    Newsletter,
+    Source,
+    Status,
+    Subscriber,
+    Subscription,
+    Token,
+    TokenPurpose,
+)
+from . import tokens
+
+
+class InvalidSignup(ValueError):
+    """A signup's field is unacceptable; ``field`` names it and the message says why."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class LinkError(LookupError):
+    """A confirmation or unsubscribe link that cannot be used; the message says why."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Where and how consent was given: stored with the subscription and its history."""
+
+    ip: str | None
+    user_agent: str | None
+    source: Source
+    form_text: str | None = None
+
+
+def normalise_address(raw: str) -> str:
+    """Return the lower-cased normalised form of ``raw``, or raise ``InvalidSignup``."""
+    raw = (raw or "").strip()
+    if not raw:
+        raise InvalidSignup("email", "Enter an email address.")
+    if len(raw) > current_app.config["EMAIL_MAX_LENGTH"]:
+        raise InvalidSignup("email", "That email address is too long.")
+    try:
+        result = validate_email(
+            raw,
+            check_deliverability=current_app.config["EMAIL_CHECK_DELIVERABILITY"],
+            allow_smtputf8=True,
+        )
+    except EmailNotValidError as exc:
+        raise InvalidSignup("email", str(exc)) from None
+    return result.normalized.lower()
+
+
+def clean_name(raw: str | None) -> str | None:
+    """Return the optional name, trimmed, or raise ``InvalidSignup`` if it cannot be kept."""
+    name = (raw or "").strip()
+    if not name:
+        return None
+    if len(name) > current_app.config["NAME_MAX_LENGTH"]:
+        limit = current_app.config["NAME_MAX_LENGTH"]
+        raise InvalidSignup("name", f"The name is too long: {limit} characters at most.")
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise InvalidSignup("name", "The name may not contain line breaks or control characters.")
+    return name
+
+
+@dataclass
+class SignupResult:
+    subscriptions: list[Subscription]
+    mail_queued: bool
+
+
+def signup(
+    session: Session,
+    newsletters: list[Newsletter],
+    email: str,
+    name: str | None,
+    evidence: Evidence,
+) -> SignupResult:
+    """Record a signup to ``newsletters`` and queue one confirmation mail if one is due.
+
+    The outcome the caller shows must not depend on the result: nobody may learn from a
+    signup whether an address was already subscribed.
+    """
+    address = normalise_address(email)
+    name = clean_name(name)
+    now = utcnow()
+    subscriber = _get_or_create(session, Subscriber, {"email": address})
+    subscriptions, due = [], []
+    for newsletter in newsletters:
+        subscription = _get_or_create(
+            session,
+            Subscription,
+            {"newsletter_id": newsletter.id, "subscriber_id": subscriber.id},
+        )
+        subscriptions.append(subscription)
+        if subscription.status == Status.CONFIRMED:
+            continue
+        subscription.status = Status.PENDING
+        subscription.name = name
+        subscription.source = evidence.source
+        subscription.optin_at = now
+        subscription.optin_ip = evidence.ip
+        subscription.optin_user_agent = evidence.user_agent
+        subscription.form_text = evidence.form_text
+        subscription.unsubscribed_at = None
+        if subscription.unsubscribe_token_id is None:
+            subscription.unsubscribe_token = tokens.issue(
+                session, TokenPurpose.UNSUBSCRIBE, subscriber
+            )
+        _record(session, subscription, Status.PENDING, evidence)
+        if _claim_confirmation_slot(session, subscription):
+            due.append(subscription)
+    if due:
+        token = tokens.issue(session, TokenPurpose.CONFIRM, subscriber, tokens.confirm_expiry())
+        token.subscriptions = due
+        session.flush()
+        outbox.enqueue(session, "confirm", subscriber.email, {"token_id": token.id})
+    session.flush()
+    return SignupResult(subscriptions, mail_queued=bool(due))
+
+
+def _claim_confirmation_slot(session: Session, subscription: Subscription) -> bool:
+    """Take this subscription's confirmation-mail slot if the throttle allows one now.
+
+    A conditional UPDATE, so that concurrent signups of one address (other requests, other
+    workers) cannot both see the slot free: the database lets exactly one of them take it.
+    """
+    session.flush()
+    now = utcnow()
+    cutoff = now - timedelta(minutes=current_app.config["CONFIRM_THROTTLE_MINUTES"])
+    result = session.execute(
+        sa.update(Subscription)
+        .where(
+            Subscription.id == subscription.id,
+            sa.or_(
+                Subscription.confirmation_mailed_at.is_(None),
+                Subscription.confirmation_mailed_at < cutoff,
+            ),
+        )
+        .values(confirmation_mailed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 1:
+        subscription.confirmation_mailed_at = now
+        session.expire(subscription, ["confirmation_mailed_at"])
+        return True
+    return False
+
+
+def _get_or_create(session: Session, model, key: dict):
+    """Return the row of ``model`` with ``key``, inserting it if absent, safe under races."""
+    query = sa.select(model).filter_by(**key)
+    row = session.scalar(query)
+    if row is not None:
+        return row
+    try:
+        with session.begin_nested():
+            row = model(**key)
+            session.add(row)
+    except IntegrityError:
+        # Another transaction inserted it first; its row is committed and visible now.
+        row = session.scalar(query)
+        if row is None:
+            raise
+    return row
+
+
+def _record(session: Session, subscription: Subscription, status: Status, evidence: Evidence):
+    session.add(
+        ConsentEvent(
+            subscription=subscription,
+            status=status,
+            ip=evidence.ip,
+            user_agent=evidence.user_agent,
+            source=str(evidence.source),
+            detail=evidence.form_text,
+        )
+    )
+
+
+def confirmation_token(session: Session, secret: str) -> Token:
+    """Return the usable confirmation token behind ``secret``, or raise ``LinkError``."""
+    token = tokens.find(session, TokenPurpose.CONFIRM, secret)
+    if token is None:
+        raise LinkError("This confirmation link is not valid. Check that it was copied whole.", 404)
+    if token.used_at is not None:
+        raise LinkError("This confirmation link has already been used.", 410)
+    if token.expires_at is not None and token.expires_at <= utcnow():
+        raise LinkError("This confirmation link has expired. Sign up again to get a new one.", 410)
+    return token
+
+
+def confirm(session: Session, secret: str, ip: str | None, user_agent: str | None) -> Token:
+    """Confirm every pending subscription behind a confirmation link, once."""
+    token = confirmation_token(session, secret)
+    now = utcnow()
+    claimed = session.execute(
+        sa.update(Token)
+        .where(Token.id == token.id, Token.used_at.is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:
+        raise LinkError("This confirmation link has already been used.", 410)
+    session.expire(token, ["used_at"])
+    evidence = Evidence(ip=ip, user_agent=user_agent, source=Source.FORM)
+    for subscription in token.subscriptions:
+        if subscription.status != Status.PENDING:
+            continue
+        subscription.status = Status.CONFIRMED
+        subscription.confirmed_at = now
+        subscription.confirm_ip = ip
+        _record(session, subscription, Status.CONFIRMED, evidence)
+    session.flush()
+    return token
+
+
+def unsubscribe_target(session: Session, secret: str) -> Subscription:
+    """Return the subscription an unsubscribe link belongs to, or raise ``LinkError``."""
+    token = tokens.find(session, TokenPurpose.UNSUBSCRIBE, secret)
+    subscription = (
+        None
+        if token is None
+        else session.scalar(
+            sa.select(Subscription).where(Subscription.unsubscribe_token_id == token.id)
+        )
+    )
+    if subscription is None:
+        raise LinkError("This unsubscribe link is not valid. Check that it was copied whole.", 404)
+    return subscription
+
+
+def unsubscribe(
+    session: Session, secret: str, ip: str | None, user_agent: str | None, source: str
+) -> Subscription:
+    """Unsubscribe the subscription behind an unsubscribe link; doing it twice is harmless."""
+    subscription = unsubscribe_target(session, secret)
+    if subscription.status != Status.UNSUBSCRIBED:
+        subscription.status = Status.UNSUBSCRIBED
+        subscription.unsubscribed_at = utcnow()
+        session.add(
+            ConsentEvent(
+                subscription=subscription,
+                status=Status.UNSUBSCRIBED,
+                ip=ip,
+                user_agent=user_agent,
+                source=source,
+            )
+        )
+        session.flush()
+    return subscription

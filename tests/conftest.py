@@ -1,0 +1,168 @@
+"""Fixtures: a fresh app per test on SQLite and on PostgreSQL, a real SMTP server on loopback."""
+
+import os
+import shutil
+import socket
+import threading
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+import pytest
+import sqlalchemy as sa
+from aiosmtpd.controller import Controller
+from werkzeug.serving import make_server
+
+from newsletters import create_app, db
+from newsletters.migrations import upgrade
+from newsletters.models import Base, Newsletter
+
+POSTGRES_ENV = "NEWSLETTERS_TEST_DATABASE_URL"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    """Migrate one SQLite file per run; each test gets a copy of it."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    app = create_app({"DATABASE_URL": f"sqlite:///{path}", "SECRET_KEY": "x"})
+    with app.app_context():
+        upgrade()
+        db.engine().dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """Migrate the PostgreSQL test database once per run, from an empty schema."""
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(f"PostgreSQL: {POSTGRES_ENV} is not set, so the PostgreSQL run was skipped")
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("DROP SCHEMA public CASCADE"))
+        connection.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "x"})
+    with app.app_context():
+        upgrade()
+        db.engine().dispose()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """Return an empty, migrated database: a copied SQLite file, or truncated PostgreSQL."""
+    if request.param == "sqlite":
+        path = tmp_path / "test.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("postgres_url")
+    engine = sa.create_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def settings(request, database_url, tmp_path):
+    """Return the test settings, with a ``@pytest.mark.settings(...)`` marker's overrides."""
+    marker = request.node.get_closest_marker("settings")
+    return {
+        "TESTING": True,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "test-secret",
+        "BASE_URL": "https://news.example.org",
+        "MAIL_URL": f"file://{tmp_path / 'mail'}",
+        "RATELIMIT_ENABLED": False,
+        "WORKER_POLL_SECONDS": 0.05,
+    } | (marker.kwargs if marker else {})
+
+
+@pytest.fixture
+def app(settings):
+    app = create_app(settings)
+    yield app
+    with app.app_context():
+        db.engine().dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def session(app):
+    """Return a session inside an app context, for arranging and checking the database."""
+    with app.app_context():
+        yield db.session()
+
+
+@pytest.fixture
+def newsletter(app):
+    """Add the newsletter 'briefing' and return its slug."""
+    with app.app_context():
+        db.session().add(Newsletter(slug="briefing", name="Morning Briefing"))
+        db.session().commit()
+    return "briefing"
+
+
+@dataclass
+class MailSink:
+    """Mails received by the SMTP server, parsed; ``reply`` sets the answer to RCPT TO."""
+
+    host: str
+    port: int
+    messages: list[EmailMessage] = field(default_factory=list)
+    envelopes: list = field(default_factory=list)
+    rcpt_reply: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"smtp://{self.host}:{self.port}"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.rcpt_reply:
+            return self.rcpt_reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.envelopes.append(envelope)
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 Message accepted"
+
+
+def free_port() -> int:
+    """Return a TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def smtp_server():
+    """Run a real SMTP server (aiosmtpd) on loopback for the test."""
+    sink = MailSink("127.0.0.1", free_port())
+    controller = Controller(sink, hostname=sink.host, port=sink.port)
+    controller.start()
+    yield sink
+    controller.stop()
+
+
+@pytest.fixture
+def live_server(app):
+    """Serve the app with a real WSGI server on a free loopback port; yield its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
