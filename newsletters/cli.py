@@ -9,8 +9,9 @@ import click
 import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
+from werkzeug.serving import run_simple
 
-from . import db, exports, migrations
+from . import config, db, exports, migrations
 from .db import utcnow
 from .mail import outbox, worker
 from .models import Newsletter, Status, Subscription, Token
@@ -185,10 +186,15 @@ def dev(port):
         )
         session.commit()
         click.echo("added the demo newsletter 'demo'")
+    # Release this command's transaction: on SQLite it would hold the write lock while serving.
+    session.close()
     app = current_app._get_current_object()
+    if app.config["BASE_URL"] == config.DEFAULTS["BASE_URL"]:
+        app.config["BASE_URL"] = f"http://127.0.0.1:{port}"
     click.echo(f"mail: {_mail_target()}; confirmation links are printed below")
     worker.start_in_thread(app, report=lambda line: click.echo(f"[mail] {line}"))
-    app.run(host="127.0.0.1", port=port, debug=False, use_reloader=False)
+    # app.run() refuses to block inside a Flask CLI command; werkzeug's server is what it runs.
+    run_simple("127.0.0.1", port, app, threaded=True)
 
 
 def _newsletter(slug: str) -> Newsletter:
