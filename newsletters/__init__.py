@@ -6,7 +6,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import config, db
+from . import config, db, limits
 
 csrf = CSRFProtect()
 
@@ -31,17 +31,32 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     db.init_app(app)
     csrf.init_app(app)
+    limits.init_app(app)
 
     from . import errors, health
+    from .embed.views import bp as embed_bp
     from .subscriptions.views import bp as subscriptions_bp
 
-    # Public signup and link endpoints: see SignupForm.Meta for why they carry no CSRF token.
+    # Public signup and link endpoints are exempt from CSRF on purpose: a form on another
+    # site cannot carry our token. What protects them instead: rate limits per IP, the
+    # honeypot, the per-address mail throttles, and confirmation only by the inbox owner.
     csrf.exempt(subscriptions_bp)
+    csrf.exempt(embed_bp)
     app.register_blueprint(subscriptions_bp)
+    app.register_blueprint(embed_bp)
     app.register_blueprint(health.bp)
     errors.init_app(app)
+    app.after_request(_deny_framing_by_default)
 
     from .cli import register
 
     register(app)
     return app
+
+
+def _deny_framing_by_default(response):
+    # Only the embed page sets its own frame-ancestors; a confirm or unsubscribe button in a
+    # hostile frame could be clickjacked.
+    response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'self'")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response

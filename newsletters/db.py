@@ -41,14 +41,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def create_engine(url: str) -> sa.Engine:
+def create_engine(url: str, *, sqlite_begin: str | None = "BEGIN IMMEDIATE") -> sa.Engine:
     """Create an engine with the settings each backend needs for a web app and workers."""
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
-        # pysqlite's own transaction handling defers BEGIN; emit it ourselves so that a
-        # transaction that writes takes the lock at its first statement, not mid-way.
-        sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        # pysqlite's own transaction handling defers BEGIN; emit it ourselves. IMMEDIATE takes
+        # the write lock at the first statement, so two transactions that read then write
+        # queue up (busy_timeout) instead of failing at once with SQLITE_BUSY mid-way. The
+        # price: keep SQLite transactions short, even those that only read.
+        if sqlite_begin:
+            sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(sqlite_begin))
         return engine
     return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 

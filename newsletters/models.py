@@ -74,11 +74,18 @@ class Newsletter(Base):
     success_text: Mapped[str | None] = mapped_column(sa.Text)
     confirm_subject: Mapped[str | None] = mapped_column(sa.String(200))
     sender_name: Mapped[str | None] = mapped_column(sa.String(200))
+    # Origins (https://www.example.com) whose pages may embed the form, read the widget's
+    # answers and be returned to after a signup; empty: any page may embed, none is returned to.
+    allowed_origins: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     def text(self, key: str) -> str:
         """Return this newsletter's form text ``key``, or SPEC's default."""
         return getattr(self, key) or DEFAULT_TEXTS[key]
+
+    def origins(self) -> list[str]:
+        """Return the allowed embed origins, as normalised when they were saved."""
+        return (self.allowed_origins or "").split()
 
 
 class Subscriber(Base):
@@ -89,6 +96,10 @@ class Subscriber(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(sa.String(320), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The address's confirmation mails across all newsletters: a daily budget, so signing one
+    # address up to many newsletters cannot flood its inbox.
+    mail_window_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    mails_in_window: Mapped[int] = mapped_column(default=0, server_default="0")
 
     subscriptions: Mapped[list["Subscription"]] = relationship(back_populates="subscriber")
 

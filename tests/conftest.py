@@ -11,6 +11,7 @@ from email.message import EmailMessage
 import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
+from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
 from newsletters import create_app, db
@@ -109,9 +110,19 @@ def runner(app):
 
 @pytest.fixture
 def session(app):
-    """Return a session inside an app context, for arranging and checking the database."""
-    with app.app_context():
-        yield db.session()
+    """Return a session for arranging and checking the database, beside the app's own.
+
+    Every statement commits by itself, so a check always sees what the app did last and never
+    holds a lock that the app's requests and worker wait for. It pushes no app context:
+    requests made meanwhile by the test client would share it, and one session with it.
+    """
+    url = app.config["DATABASE_URL"]
+    engine = db.create_engine(url, sqlite_begin=None)
+    if not url.startswith("sqlite"):
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+    engine.dispose()
 
 
 @pytest.fixture

@@ -32,6 +32,9 @@ def deliver_due(transport, report: Callable[[str], None] = log.info) -> Counter:
                 outcome["failed"] += 1
                 report(f"outbox {message.id}: not sendable: {exc}")
             else:
+                # End the reading transaction before the network: a slow mail server must
+                # not hold database locks (on SQLite, the one write lock) while it talks.
+                session.commit()
                 try:
                     result = transport.send(mail)
                 except transports.PermanentFailure as exc:

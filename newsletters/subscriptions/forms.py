@@ -15,6 +15,10 @@ class SignupForm(FlaskForm):
 
     email = EmailField("Email")
     name = StringField("Name")
+    # The honeypot: hidden from people, filled by bots (see entry.take_signup).
+    website = StringField("Leave this empty")
+    # Where a plain form on a publisher's page sends the reader back to, if allowed.
+    return_url = StringField("Return to")
 
     def validate_email(self, field):
         try:

@@ -136,6 +136,8 @@ def signup(
         _record(session, subscription, Status.PENDING, evidence)
         if _claim_confirmation_slot(session, subscription):
             due.append(subscription)
+    if due and not _claim_daily_mail(session, subscriber):
+        due = []
     if due:
         token = tokens.issue(session, TokenPurpose.CONFIRM, subscriber, tokens.confirm_expiry())
         token.subscriptions = due
@@ -171,6 +173,36 @@ def _claim_confirmation_slot(session: Session, subscription: Subscription) -> bo
         session.expire(subscription, ["confirmation_mailed_at"])
         return True
     return False
+
+
+def _claim_daily_mail(session: Session, subscriber: Subscriber) -> bool:
+    """Count one confirmation mail against the address's daily budget, if any is left.
+
+    Across newsletters: signing one address up to many newsletters one by one must not flood
+    its inbox. Atomic for the same reason as ``_claim_confirmation_slot``.
+    """
+    now = utcnow()
+    window_open = sa.and_(
+        Subscriber.mail_window_start.is_not(None),
+        Subscriber.mail_window_start > now - timedelta(days=1),
+    )
+    result = session.execute(
+        sa.update(Subscriber)
+        .where(
+            Subscriber.id == subscriber.id,
+            sa.or_(
+                sa.not_(window_open),
+                Subscriber.mails_in_window < current_app.config["CONFIRM_MAILS_PER_DAY"],
+            ),
+        )
+        .values(
+            mail_window_start=sa.case((window_open, Subscriber.mail_window_start), else_=now),
+            mails_in_window=sa.case((window_open, Subscriber.mails_in_window + 1), else_=1),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.expire(subscriber, ["mail_window_start", "mails_in_window"])
+    return result.rowcount == 1
 
 
 def _get_or_create(session: Session, model, key: dict):

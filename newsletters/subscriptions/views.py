@@ -1,68 +1,110 @@
-"""Public pages: the signup forms, the thank-you page, confirmation and unsubscription."""
+"""Public pages: the signup forms, the thank-you pages, confirmation and unsubscription."""
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
-from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+from flask import Blueprint, abort, g, jsonify, redirect, render_template, request, url_for
+from werkzeug.exceptions import BadRequest, Forbidden
 
 from .. import db
-from ..models import Newsletter, Source, Status
+from ..embed import origins
+from ..limits import signup_limit
+from ..models import DEFAULT_TEXTS, Newsletter, Source, Status
 from ..negotiation import wants_json
 from . import services
+from .entry import signup_payload, take_signup
 from .forms import SignupForm
 
 bp = Blueprint("subscriptions", __name__)
 
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+MAX_NEWSLETTERS_PER_SIGNUP = 50
 
 
 @bp.get("/")
 def index():
-    """Show every public newsletter with its own signup form."""
-    newsletters = db.session().scalars(
-        sa.select(Newsletter).where(Newsletter.is_public).order_by(Newsletter.name)
-    )
-    return render_template("subscriptions/index.html", newsletters=list(newsletters))
+    """Show every public newsletter with its own signup form, and one form for several."""
+    return _index()
 
 
 @bp.get("/n/<slug>")
 def hosted(slug):
     """Show the hosted signup page of one newsletter."""
     return render_template(
-        "subscriptions/hosted.html", newsletter=_newsletter(slug), form=SignupForm()
+        "subscriptions/hosted.html", newsletter=newsletter_or_404(slug), form=SignupForm()
     )
 
 
 @bp.post("/n/<slug>/subscribe")
+@signup_limit
 def subscribe(slug):
-    """Take a signup from a form or a JSON request."""
-    newsletter = _newsletter(slug)
-    form = SignupForm(formdata=signup_payload(), meta={"csrf": False})
-    if not form.validate():
+    """Take a signup to one newsletter from a form (plain, cross-origin) or a JSON request."""
+    newsletter = newsletter_or_404(slug)
+    _check_origin([newsletter])
+    form = take_signup([newsletter], Source.FORM)
+    if form.errors:
         if wants_json():
-            return _invalid_json(newsletter, form)
-        return render_template("subscriptions/hosted.html", newsletter=newsletter, form=form), 400
-    services.signup(
-        db.session(),
-        [newsletter],
-        form.email.data,
-        form.name.data,
-        evidence(Source.FORM, newsletter),
-    )
-    db.session().commit()
+            return _invalid_json(form, newsletter.text("invalid_email"))
+        page = render_template("subscriptions/hosted.html", newsletter=newsletter, form=form)
+        return page, 400
     if wants_json():
-        return jsonify(
-            status="ok",
-            title=newsletter.text("success_title"),
-            message=newsletter.text("success_text"),
-        )
-    return redirect(url_for(".thanks", slug=slug), 303)
+        return _success_json(newsletter.text("success_title"), newsletter.text("success_text"))
+    target = origins.safe_return_url([newsletter], form.return_url.data)
+    return redirect(target or url_for(".thanks", slug=slug), 303)
+
+
+@bp.post("/subscribe")
+@signup_limit
+def subscribe_many():
+    """Take one signup to several newsletters (repeated ``newsletter`` fields): one mail."""
+    newsletters = _chosen_newsletters()
+    _check_origin(newsletters)
+    form = take_signup(newsletters, Source.FORM)
+    if form.errors:
+        if wants_json():
+            return _invalid_json(form, DEFAULT_TEXTS["invalid_email"])
+        return _index(several_form=form, status=400)
+    if wants_json():
+        return _success_json(DEFAULT_TEXTS["success_title"], DEFAULT_TEXTS["success_text"])
+    target = origins.safe_return_url(newsletters, form.return_url.data)
+    return redirect(target or url_for(".thanks_many", n=[n.slug for n in newsletters]), 303)
 
 
 @bp.get("/n/<slug>/thanks")
 def thanks(slug):
     """Show the success message after a signup."""
-    return render_template("subscriptions/thanks.html", newsletter=_newsletter(slug))
+    newsletter = newsletter_or_404(slug)
+    return render_template(
+        "subscriptions/thanks.html",
+        title=newsletter.text("success_title"),
+        text=newsletter.text("success_text"),
+        names=[newsletter.name],
+    )
+
+
+@bp.get("/thanks")
+def thanks_many():
+    """Show the success message after a signup to several newsletters."""
+    slugs = request.args.getlist("n")[:MAX_NEWSLETTERS_PER_SIGNUP]
+    names = db.session().scalars(sa.select(Newsletter.name).where(Newsletter.slug.in_(slugs)))
+    return render_template(
+        "subscriptions/thanks.html",
+        title=DEFAULT_TEXTS["success_title"],
+        text=DEFAULT_TEXTS["success_text"],
+        names=list(names),
+    )
+
+
+@bp.after_request
+def allow_cross_origin_reads(response):
+    """Let widgets on allowed pages read signup answers, errors and rate limits included."""
+    if request.endpoint in ("subscriptions.subscribe", "subscriptions.subscribe_many"):
+        newsletters = g.get("signup_newsletters")
+        if newsletters is None and request.view_args and "slug" in request.view_args:
+            newsletters = (
+                db.session()
+                .scalars(sa.select(Newsletter).where(Newsletter.slug == request.view_args["slug"]))
+                .all()
+            )
+        origins.add_cors_headers(response, newsletters or [])
+    return response
 
 
 @bp.get("/confirm/<token>")
@@ -115,48 +157,62 @@ def link_error(exc: services.LinkError):
     return render_template("subscriptions/link_error.html", message=exc.message), exc.status
 
 
-def _newsletter(slug: str) -> Newsletter:
+def newsletter_or_404(slug: str) -> Newsletter:
+    """Return the newsletter called ``slug``, or answer 404 with a readable message."""
     newsletter = db.session().scalar(sa.select(Newsletter).where(Newsletter.slug == slug))
     if newsletter is None:
         abort(404, description=f"There is no newsletter called {slug!r}.")
+    g.signup_newsletters = [newsletter]
     return newsletter
 
 
-def signup_payload() -> MultiDict:
-    """Return a signup's fields from a form or JSON body, refusing what is neither."""
-    if request.is_json:
-        data = request.get_json(silent=True)
-        if not isinstance(data, dict):
-            raise BadRequest('The body is not a JSON object. Send {"email": "you@example.com"}.')
-        for key in ("email", "name"):
-            if data.get(key) is not None and not isinstance(data[key], str):
-                raise BadRequest(f"The field {key!r} must be a string.")
-        return MultiDict({k: v for k, v in data.items() if isinstance(v, str)})
-    if request.mimetype in FORM_TYPES:
-        return request.form
-    raise UnsupportedMediaType(
-        "Send the signup as a form (application/x-www-form-urlencoded) or as JSON "
-        "(application/json)."
-    )
+def _chosen_newsletters() -> list[Newsletter]:
+    slugs = list(dict.fromkeys(signup_payload().getlist("newsletter")))
+    if not slugs:
+        raise BadRequest("Choose at least one newsletter.")
+    if len(slugs) > MAX_NEWSLETTERS_PER_SIGNUP:
+        raise BadRequest(f"Choose at most {MAX_NEWSLETTERS_PER_SIGNUP} newsletters at once.")
+    found = {
+        n.slug: n
+        for n in db.session().scalars(sa.select(Newsletter).where(Newsletter.slug.in_(slugs)))
+    }
+    missing = [slug for slug in slugs if slug not in found]
+    if missing:
+        abort(404, description=f"There is no newsletter called {missing[0]!r}.")
+    g.signup_newsletters = [found[slug] for slug in slugs]
+    return g.signup_newsletters
 
 
-def evidence(source: Source, newsletter: Newsletter) -> services.Evidence:
-    """Return the consent evidence of the current request."""
-    return services.Evidence(
-        ip=request.remote_addr,
-        user_agent=_user_agent(),
-        source=source,
-        form_text=" | ".join(
-            [newsletter.name, newsletter.text("placeholder"), newsletter.text("button")]
-        ),
+def _check_origin(newsletters: list[Newsletter]) -> None:
+    """Refuse a signup posted from a page that these newsletters do not allow."""
+    origin = origins.origin_of(request.headers.get("Origin", ""))
+    if not origins.permits(newsletters, origin):
+        raise Forbidden(f"This signup form may not be used on {origin}.")
+
+
+def _index(several_form: SignupForm | None = None, status: int = 200):
+    newsletters = db.session().scalars(
+        sa.select(Newsletter).where(Newsletter.is_public).order_by(Newsletter.name)
     )
+    page = render_template(
+        "subscriptions/index.html",
+        newsletters=list(newsletters),
+        several_form=several_form,
+        default_texts=DEFAULT_TEXTS,
+    )
+    return page, status
+
+
+def _success_json(title: str, message: str):
+    return jsonify(status="ok", title=title, message=message)
+
+
+def _invalid_json(form: SignupForm, invalid_email: str):
+    errors = {name: field.errors[0] for name, field in form._fields.items() if field.errors}
+    message = invalid_email if "email" in errors else next(iter(errors.values()))
+    return jsonify(error="invalid", message=message, fields=errors), 400
 
 
 def _user_agent() -> str | None:
-    return (request.user_agent.string or None) and request.user_agent.string[:512]
-
-
-def _invalid_json(newsletter: Newsletter, form: SignupForm):
-    errors = {name: field.errors[0] for name, field in form._fields.items() if field.errors}
-    message = newsletter.text("invalid_email") if "email" in errors else next(iter(errors.values()))
-    return jsonify(error="invalid", message=message, fields=errors), 400
+    user_agent = request.user_agent.string
+    return user_agent[:512] if user_agent else None

@@ -31,7 +31,10 @@ def test_form_signup_redirects_to_the_thank_you_page(client, newsletter, session
     assert response.headers["Location"] == "/n/briefing/thanks"
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "Successfully subscribed" in page
-    assert "Thank you for signing up for this newsletter. We&#39;ve sent you a confirmation email." in page
+    assert (
+        "Thank you for signing up for this newsletter. We&#39;ve sent you a confirmation email."
+        in page
+    )
     [subscription] = subscriptions(session)
     assert subscription.status == Status.PENDING
     assert subscription.subscriber.email == "reader@example.com"
