@@ -143,10 +143,17 @@ class MailSink:
     messages: list[EmailMessage] = field(default_factory=list)
     envelopes: list = field(default_factory=list)
     rcpt_reply: str | None = None
+    # The SMTP session (one per connection) that carried each mail, in order.
+    sessions: list = field(default_factory=list)
 
     @property
     def url(self) -> str:
         return f"smtp://{self.host}:{self.port}"
+
+    @property
+    def connections(self) -> int:
+        """Return how many SMTP connections carried the mails received so far."""
+        return len({id(session) for session in self.sessions})
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.rcpt_reply:
@@ -156,6 +163,7 @@ class MailSink:
 
     async def handle_DATA(self, server, session, envelope):
         self.envelopes.append(envelope)
+        self.sessions.append(session)
         self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
         return "250 Message accepted"
 
@@ -172,6 +180,25 @@ def smtp_server():
     """Run a real SMTP server (aiosmtpd) on loopback for the test."""
     sink = MailSink("127.0.0.1", free_port())
     controller = Controller(sink, hostname=sink.host, port=sink.port)
+    controller.start()
+    yield sink
+    controller.stop()
+
+
+@pytest.fixture
+def closed_smtp_url():
+    """Return an smtp:// URL on loopback where nothing listens: every connection is refused."""
+    return f"smtp://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
+def ascii_smtp_server():
+    """Run a real SMTP server without SMTPUTF8 (RFC 6531), as some older relays are.
+
+    ``smtp_server`` advertises it: aiosmtpd's Controller enables it by default.
+    """
+    sink = MailSink("127.0.0.1", free_port())
+    controller = Controller(sink, hostname=sink.host, port=sink.port, enable_SMTPUTF8=False)
     controller.start()
     yield sink
     controller.stop()

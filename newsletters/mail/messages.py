@@ -4,6 +4,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 
+from email_validator import EmailNotValidError, validate_email
 from flask import current_app, render_template
 from sqlalchemy.orm import Session
 
@@ -57,9 +58,15 @@ def _envelope(message: OutboxMessage, subject: str, sender_name: str | None) -> 
 
 
 def ascii_domain(address: str) -> str:
-    """Return ``address`` with its domain in IDNA form, which every mail server accepts."""
-    local, _, domain = address.rpartition("@")
+    """Return ``address`` with its domain in IDNA form, which every mail server accepts.
+
+    The IDNA 2008 form, as email-validator computed it at signup: Python's own "idna" codec
+    is IDNA 2003, which maps ß to ss and would send straße.de's mail to strasse.de, another
+    domain with another owner.
+    """
+    local, _, _domain = address.rpartition("@")
     try:
-        return f"{local}@{domain.encode('idna').decode('ascii')}"
-    except UnicodeError:
+        checked = validate_email(address, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError:
         return address
+    return f"{local}@{checked.ascii_domain}"

@@ -62,7 +62,12 @@ def claim_due(session: Session, limit: int = 50) -> list[OutboxMessage]:
         return []
     return list(
         session.scalars(
-            sa.select(OutboxMessage).where(OutboxMessage.id.in_(claimed)).order_by(OutboxMessage.id)
+            sa.select(OutboxMessage)
+            .where(OutboxMessage.id.in_(claimed))
+            .order_by(OutboxMessage.id)
+            # The session may hold these rows from before the claim (a long-lived worker's,
+            # or the one that enqueued them): load the attempts and lease just written.
+            .execution_options(populate_existing=True)
         )
     )
 

@@ -20,6 +20,9 @@ class PermanentFailure(Exception):
 class SMTPTransport:
     """Send over one SMTP connection, opened on first use and reused until closed."""
 
+    # Links in the worker's report would put working secrets into production logs.
+    shows_links = False
+
     def __init__(self, url: str, timeout: float = 30):
         parts = urlsplit(url)
         self.scheme = parts.scheme
@@ -65,6 +68,11 @@ class SMTPTransport:
             if 500 <= exc.smtp_code < 600:
                 raise PermanentFailure(reply) from None
             raise TemporaryFailure(reply) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            # An address with a non-ASCII local part needs SMTPUTF8 (RFC 6531); a server
+            # without it will refuse this mail however often it is retried.
+            self.close()
+            raise PermanentFailure(f"{type(exc).__name__}: {exc}") from None
         except (smtplib.SMTPException, OSError) as exc:
             self.close()
             raise TemporaryFailure(f"{type(exc).__name__}: {exc}") from None
@@ -80,14 +88,23 @@ class SMTPTransport:
 class FileTransport:
     """Write each mail as an ``.eml`` file into a folder: development's mail server."""
 
+    shows_links = True
+
     def __init__(self, url: str):
-        self.folder = Path(unquote(urlsplit(url).path))
+        parts = urlsplit(url)
+        # file:///abs/dir and file://localhost/abs/dir are absolute; file://dir (which
+        # urlsplit reads as a host named "dir") means a folder below the working directory.
+        host = "" if parts.netloc == "localhost" else parts.netloc
+        self.folder = Path(unquote(host + parts.path))
 
     def send(self, mail: EmailMessage) -> str:
-        self.folder.mkdir(parents=True, exist_ok=True)
         message_id = mail["Message-ID"].strip("<>").partition("@")[0]
         path = self.folder / f"{message_id}.eml"
-        path.write_bytes(bytes(mail))
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(bytes(mail))
+        except OSError as exc:
+            raise TemporaryFailure(f"cannot write {path}: {exc}") from None
         return f"written to {path}"
 
     def close(self) -> None:
@@ -96,6 +113,8 @@ class FileTransport:
 
 class ConsoleTransport:
     """Print each mail on standard output."""
+
+    shows_links = True
 
     def __init__(self, url: str):
         pass

@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from flask import Flask, current_app
+from jinja2 import TemplateError
 from sqlalchemy.exc import OperationalError
 
 from .. import db
@@ -31,6 +32,14 @@ def deliver_due(transport, report: Callable[[str], None] = log.info) -> Counter:
                 outbox.mark_failed(session, message, str(exc), permanent=True)
                 outcome["failed"] += 1
                 report(f"outbox {message.id}: not sendable: {exc}")
+            except (ValueError, TemplateError) as exc:
+                # Bad data (a newsletter's subject with a line break) or a template bug: this
+                # message waits with backoff for a fix, and the ones behind it still go out.
+                log.exception("outbox %s: cannot render", message.id)
+                error = f"{type(exc).__name__}: {exc}"
+                outbox.mark_failed(session, message, error, permanent=False)
+                outcome["retry"] += 1
+                report(f"outbox {message.id}: cannot render, will retry: {exc}")
             else:
                 # End the reading transaction before the network: a slow mail server must
                 # not hold database locks (on SQLite, the one write lock) while it talks.
@@ -48,7 +57,11 @@ def deliver_due(transport, report: Callable[[str], None] = log.info) -> Counter:
                 else:
                     outbox.mark_sent(session, message)
                     outcome["sent"] += 1
-                    shown = "".join(f"\n    {name} link: {url}" for name, url in links.items())
+                    shown = "".join(
+                        f"\n    {name} link: {url}"
+                        for name, url in links.items()
+                        if transport.shows_links
+                    )
                     report(f"{message.kind} mail to {message.recipient} {result}{shown}")
             session.commit()
         if outcome["retry"]:

@@ -19,7 +19,9 @@ from ..db import utcnow
 from ..mail import outbox
 from ..models import (
     ConsentEvent,
+    Editor,
     Newsletter,
+    OutboxMessage,
     Source,
     Status,
     Subscriber,
@@ -129,6 +131,10 @@ def signup(
         subscription.optin_user_agent = evidence.user_agent
         subscription.form_text = evidence.form_text
         subscription.unsubscribed_at = None
+        # A confirmation before an unsubscription is history (kept in the consent events):
+        # left here, a pending row would carry the evidence of a consent since withdrawn.
+        subscription.confirmed_at = None
+        subscription.confirm_ip = None
         if subscription.unsubscribe_token_id is None:
             subscription.unsubscribe_token = tokens.issue(
                 session, TokenPurpose.UNSUBSCRIBE, subscriber
@@ -245,6 +251,13 @@ def confirmation_token(session: Session, secret: str) -> Token:
         raise LinkError("This confirmation link has already been used.", 410)
     if token.expires_at is not None and token.expires_at <= utcnow():
         raise LinkError("This confirmation link has expired. Sign up again to get a new one.", 410)
+    if all(s.status == Status.UNSUBSCRIBED for s in token.subscriptions):
+        # The reader left after this link was sent; only a new signup may bring them back.
+        raise LinkError(
+            "This subscription was cancelled after this link was sent. "
+            "Sign up again to receive it.",
+            410,
+        )
     return token
 
 
@@ -307,3 +320,75 @@ def unsubscribe(
         )
         session.flush()
     return subscription
+
+
+def unsubscribe_by_editor(
+    session: Session,
+    subscription: Subscription,
+    editor: Editor,
+    *,
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> bool:
+    """Unsubscribe ``subscription`` on an editor's word; False if it was unsubscribed already.
+
+    The consent history names the editor, so that a reader who asks why they were taken off
+    a list gets an answer.
+    """
+    if subscription.status == Status.UNSUBSCRIBED:
+        return False
+    subscription.status = Status.UNSUBSCRIBED
+    subscription.unsubscribed_at = utcnow()
+    session.add(
+        ConsentEvent(
+            subscription=subscription,
+            status=Status.UNSUBSCRIBED,
+            ip=ip,
+            user_agent=user_agent,
+            source="admin",
+            detail=f"unsubscribed by editor {editor.email}",
+        )
+    )
+    session.flush()
+    return True
+
+
+def erase(session: Session, subscription: Subscription) -> bool:
+    """Delete ``subscription`` with its history; erase the address if nothing else needs it.
+
+    The right to erasure: once an address has no subscription left, its row, its tokens and
+    the mails still addressed to it go too. Returns whether the address was erased.
+    """
+    # Lock the address first (PostgreSQL; SQLite writers queue anyway), so a signup running
+    # meanwhile either lands before the count below and keeps the address, or waits.
+    subscriber = session.scalar(
+        sa.select(Subscriber).where(Subscriber.id == subscription.subscriber_id).with_for_update()
+    )
+    token_id = subscription.unsubscribe_token_id
+    # The schema's ON DELETE CASCADE takes the consent events and token links with the row.
+    session.execute(sa.delete(Subscription).where(Subscription.id == subscription.id))
+    if token_id is not None:
+        session.execute(
+            sa.delete(Token).where(
+                Token.id == token_id,
+                ~sa.exists().where(Subscription.unsubscribe_token_id == token_id),
+            )
+        )
+    left = session.scalar(
+        sa.select(sa.func.count()).where(Subscription.subscriber_id == subscriber.id)
+    )
+    if left:
+        session.flush()
+        return False
+    now = utcnow()
+    # A message a worker holds right now is left to it: deleting it under the worker would
+    # fail the worker's own update. Everything else addressed here goes.
+    session.execute(
+        sa.delete(OutboxMessage).where(
+            OutboxMessage.recipient == subscriber.email,
+            sa.or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < now),
+        )
+    )
+    session.execute(sa.delete(Subscriber).where(Subscriber.id == subscriber.id))
+    session.flush()
+    return True
