@@ -31,10 +31,10 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     db.init_app(app)
     csrf.init_app(app)
-    limits.init_app(app)
 
-    from . import errors, health
+    from . import admin, errors, health
     from .embed.views import bp as embed_bp
+    from .subscriptions.preferences import bp as preferences_bp
     from .subscriptions.views import bp as subscriptions_bp
 
     # Public signup and link endpoints are exempt from CSRF on purpose: a form on another
@@ -42,9 +42,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     # honeypot, the per-address mail throttles, and confirmation only by the inbox owner.
     csrf.exempt(subscriptions_bp)
     csrf.exempt(embed_bp)
+    csrf.exempt(preferences_bp)  # like unsubscribe: the link's secret is the authority
     app.register_blueprint(subscriptions_bp)
     app.register_blueprint(embed_bp)
+    app.register_blueprint(preferences_bp)
     app.register_blueprint(health.bp)
+    admin.init_app(app)
+    limits.init_app(app)
     errors.init_app(app)
     app.after_request(_deny_framing_by_default)
 

@@ -3,7 +3,9 @@
 This is the one module that reads the environment (through Flask's ``from_prefixed_env``).
 """
 
+import os
 import secrets
+import time
 from pathlib import Path
 
 from flask import Flask
@@ -18,6 +20,7 @@ DEFAULTS = {
     "RATELIMIT_STORAGE_URL": "memory://",
     "RATELIMIT_ENABLED": True,
     "SIGNUP_RATE_LIMIT": "5 per minute;30 per hour",
+    "LOGIN_RATE_LIMIT": "10 per minute;50 per hour",
     "CONFIRM_TTL_HOURS": 72,
     "CONFIRM_THROTTLE_MINUTES": 10,
     "CONFIRM_MAILS_PER_DAY": 5,
@@ -34,9 +37,22 @@ DEFAULTS = {
     "DEMO_NEWSLETTER": True,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_SECURE": None,  # None: secure in production only
 }
 
 REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "BASE_URL")
+# from_prefixed_env() parses values as JSON, which turns an all-digit secret key into an int;
+# these settings are text whatever they look like.
+TEXT_SETTINGS = (
+    "SECRET_KEY",
+    "BASE_URL",
+    "DATABASE_URL",
+    "MAIL_URL",
+    "MAIL_FROM",
+    "RATELIMIT_STORAGE_URL",
+    "SIGNUP_RATE_LIMIT",
+    "LOGIN_RATE_LIMIT",
+)
 
 
 class ConfigError(RuntimeError):
@@ -51,6 +67,9 @@ def load(app: Flask, test_config: dict | None = None) -> None:
     app.config["BASE_URL"] = None
     app.config.from_pyfile("config.py", silent=True)
     app.config.from_prefixed_env("NEWSLETTERS")
+    for name in TEXT_SETTINGS:
+        if f"NEWSLETTERS_{name}" in os.environ:
+            app.config[name] = os.environ[f"NEWSLETTERS_{name}"]
     if test_config:
         app.config.from_mapping(test_config)
 
@@ -59,7 +78,9 @@ def load(app: Flask, test_config: dict | None = None) -> None:
         for name in REQUIRED_IN_PRODUCTION:
             if not app.config.get(name):
                 raise ConfigError(f"NEWSLETTERS_{name} must be set when NEWSLETTERS_ENV=production")
-        app.config.setdefault("SESSION_COOKIE_SECURE", True)
+    if app.config["SESSION_COOKIE_SECURE"] is None:
+        # Flask's own default is False; production serves over HTTPS only.
+        app.config["SESSION_COOKIE_SECURE"] = production
     instance = Path(app.instance_path)
     if not app.config["BASE_URL"]:
         app.config["BASE_URL"] = DEFAULTS["BASE_URL"]
@@ -71,19 +92,32 @@ def load(app: Flask, test_config: dict | None = None) -> None:
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _development_secret(instance)
     for name in ("CONFIRM_TTL_HOURS", "TRUSTED_PROXIES", "MAX_CONTENT_LENGTH"):
-        if not isinstance(app.config[name], int) or app.config[name] < 0:
-            raise ConfigError(
-                f"NEWSLETTERS_{name} must be a whole number, got {app.config[name]!r}"
-            )
+        value = app.config[name]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"NEWSLETTERS_{name} must be a whole number, got {value!r}")
 
 
 def _development_secret(instance: Path) -> str:
-    """Return the instance folder's secret key, generating it on first use."""
+    """Return the instance folder's secret key, generating it on first use.
+
+    Created exclusively and private from the start: two processes starting at once (the
+    server and a worker) must end up with the same key, or one signs links the other refuses.
+    """
     path = instance / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
     instance.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        # The process that created it may be writing it this very moment.
+        for _ in range(20):
+            key = path.read_text().strip()
+            if key:
+                return key
+            time.sleep(0.05)
+        raise ConfigError(
+            f"{path} is empty: delete it to have a new key made, or set NEWSLETTERS_SECRET_KEY"
+        ) from None
     key = secrets.token_hex(32)
-    path.write_text(key)
-    path.chmod(0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(key)
     return key

@@ -2,9 +2,16 @@
 
 import logging
 
-from flask import Flask, jsonify, render_template, request
-from sqlalchemy.exc import OperationalError
-from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+from flask import Flask, current_app, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DataError, OperationalError
+from werkzeug.exceptions import (
+    BadRequest,
+    HTTPException,
+    InternalServerError,
+    RequestEntityTooLarge,
+    ServiceUnavailable,
+)
 
 from .negotiation import wants_json
 
@@ -13,8 +20,11 @@ log = logging.getLogger(__name__)
 
 def init_app(app: Flask) -> None:
     """Register the error handlers."""
+    app.register_error_handler(CSRFError, csrf_error)
     app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(RequestEntityTooLarge, too_large)
     app.register_error_handler(OperationalError, database_unavailable)
+    app.register_error_handler(DataError, unstorable_data)
     app.register_error_handler(Exception, unexpected_error)
 
 
@@ -23,11 +33,35 @@ def _answer(exc: HTTPException):
         response = jsonify(error=exc.name, message=exc.description)
     else:
         response = render_template("errors/error.html", error=exc)
-    return response, exc.code
+    # Keep what the exception adds, such as a 405's Allow.
+    headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+    return response, exc.code, headers
 
 
 def http_error(exc: HTTPException):
     return _answer(exc)
+
+
+def too_large(exc: RequestEntityTooLarge):
+    size = current_app.config["MAX_CONTENT_LENGTH"]
+    parts = current_app.config.get("MAX_FORM_PARTS")
+    limits = [f"{size // 1024} KB" if size else None, f"{parts} fields" if parts else None]
+    shown = " and ".join(limit for limit in limits if limit) or "less"
+    return _answer(
+        RequestEntityTooLarge(
+            f"The request is too large: send at most {shown}. "
+            "Nothing was saved; send only the form's fields."
+        )
+    )
+
+
+def csrf_error(exc: CSRFError):
+    return _answer(
+        BadRequest(
+            "This form is missing its security token or has expired (CSRF: "
+            f"{exc.description.rstrip('.')}). Reload the page and submit it again."
+        )
+    )
 
 
 def database_unavailable(exc: OperationalError):
@@ -35,6 +69,19 @@ def database_unavailable(exc: OperationalError):
     _rollback()
     return _answer(
         ServiceUnavailable("The service is briefly unavailable. Nothing was saved; try again.")
+    )
+
+
+def unstorable_data(exc: DataError):
+    # PostgreSQL refuses some text that got past validation (a NUL character, above all):
+    # that is the request's fault, not ours.
+    log.warning("refused data the database cannot store: %s", exc.orig)
+    _rollback()
+    return _answer(
+        BadRequest(
+            "The request holds text that cannot be stored (such as a NUL character). "
+            "Nothing was saved; correct it and try again."
+        )
     )
 
 

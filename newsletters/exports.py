@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .links import external_url
-from .models import Newsletter, Status, Subscriber, Subscription, Token
+from .models import Editor, ExportRecord, Newsletter, Status, Subscriber, Subscription, Token
 from .subscriptions import tokens
 
 COLUMNS = (
@@ -35,7 +35,12 @@ BATCH = 1000
 
 
 def records(session: Session, newsletter: Newsletter, status: str = "confirmed") -> Iterator[dict]:
-    """Yield one dict per subscription of ``newsletter`` with ``status`` (or ``all``)."""
+    """Yield one dict per subscription of ``newsletter`` with ``status`` (or ``all``).
+
+    Each batch is read in a transaction of its own, committed before its rows are yielded:
+    a slow reader of a long list then holds no lock (on SQLite a transaction holds the write
+    lock, and signups would wait for the whole export). Commit anything pending first.
+    """
     if status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}")
     query = (
@@ -66,6 +71,7 @@ def records(session: Session, newsletter: Newsletter, status: str = "confirmed")
     last_id = 0
     while True:
         batch = session.execute(query.where(Subscription.id > last_id)).all()
+        session.commit()
         for row in batch:
             yield {
                 "email": row.email,
@@ -128,3 +134,34 @@ def _drain(buffer: io.StringIO) -> str:
 
 def _iso(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else ""
+
+
+def record(
+    session: Session,
+    newsletter: Newsletter,
+    editor: Editor | None,
+    via: str,
+    status: str,
+    fmt: str,
+) -> ExportRecord:
+    """Note that a list is being exported; ``counted()`` fills in the rows at the end."""
+    entry = ExportRecord(
+        newsletter=newsletter,
+        editor_id=editor.id if editor is not None else None,
+        via=via,
+        status=status,
+        format=fmt,
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def counted(rows: Iterator[dict], entry: ExportRecord, session: Session) -> Iterator[dict]:
+    """Pass ``rows`` through and, once all went out, record how many in ``entry``."""
+    entry_id = entry.id  # a streamed response outlives the request's session: keep the id
+    n = 0
+    for n, row in enumerate(rows, 1):  # noqa: B007 - n is the count after the loop
+        yield row
+    session.execute(sa.update(ExportRecord).where(ExportRecord.id == entry_id).values(rows=n))
+    session.commit()

@@ -42,7 +42,10 @@ class TokenPurpose(enum.StrEnum):
 class OutboxState(enum.StrEnum):
     PENDING = "pending"
     SENT = "sent"
+    # Refused for good by the mail server (a 5xx for that address), or unsendable.
     FAILED = "failed"
+    # Given up: too many attempts, or too long in the outbox; an operator may retry it.
+    DEAD = "dead"
 
 
 def _enum(cls: type[enum.Enum]) -> sa.Enum:
@@ -217,4 +220,101 @@ class OutboxMessage(Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the row last entered the queue: at enqueue, or when an operator retried it. Its
+    # age (OUTBOX_MAX_AGE_HOURS) counts from here, so a retried old row gets a fresh chance.
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Suppression(Base):
+    """An address the mail server refused for good: no more mail to it for that newsletter."""
+
+    __tablename__ = "suppression"
+    __table_args__ = (sa.UniqueConstraint("email", "newsletter_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(320))
+    newsletter_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("newsletter.id", ondelete="CASCADE"), index=True
+    )
+    reason: Mapped[str] = mapped_column(sa.Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TransportStatus(Base):
+    """How a mail transport fared last, as workers saw it: a failure here is no message's fault.
+
+    One row per transport (``smtp://host:port``, never with its password), written by the
+    workers when they cannot connect, greet or log in, and read by ``outbox status``.
+    """
+
+    __tablename__ = "transport_status"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    transport: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    # Failures since the last success; 0 once a mail went through again.
+    failures: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    recovered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+editor_newsletter = sa.Table(
+    "editor_newsletter",
+    Base.metadata,
+    sa.Column("editor_id", sa.ForeignKey("editor.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "newsletter_id", sa.ForeignKey("newsletter.id", ondelete="CASCADE"), primary_key=True
+    ),
+)
+
+
+class Editor(Base):
+    """A person who logs in to the editors' area: an admin, or an editor of some newsletters."""
+
+    __tablename__ = "editor"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    # Part of the login session's identity: bumping it (a password change) ends every other
+    # session of this editor.
+    session_version: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    newsletters: Mapped[list[Newsletter]] = relationship(
+        secondary=editor_newsletter, order_by="Newsletter.name"
+    )
+
+    # Flask-Login's user protocol.
+    is_active = True
+    is_authenticated = True
+    is_anonymous = False
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_version}"
+
+    def may_edit(self, newsletter: Newsletter) -> bool:
+        """Tell whether this editor may see and change ``newsletter``."""
+        return self.is_admin or any(n.id == newsletter.id for n in self.newsletters)
+
+
+class ExportRecord(Base):
+    """One export of a list: who took which subscribers out, when, and how many."""
+
+    __tablename__ = "export_record"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    newsletter_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("newsletter.id", ondelete="CASCADE"), index=True
+    )
+    editor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("editor.id", ondelete="SET NULL"))
+    via: Mapped[str] = mapped_column(sa.String(20))
+    status: Mapped[str] = mapped_column(sa.String(20))
+    format: Mapped[str] = mapped_column(sa.String(10))
+    rows: Mapped[int | None] = mapped_column()
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    newsletter: Mapped[Newsletter] = relationship()
+    editor: Mapped[Editor | None] = relationship()

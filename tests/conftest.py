@@ -145,6 +145,8 @@ class MailSink:
     rcpt_reply: str | None = None
     # The SMTP session (one per connection) that carried each mail, in order.
     sessions: list = field(default_factory=list)
+    # The answer to MAIL FROM, when set (a relay that refuses our sender).
+    mail_reply: str | None = None
 
     @property
     def url(self) -> str:
@@ -154,6 +156,13 @@ class MailSink:
     def connections(self) -> int:
         """Return how many SMTP connections carried the mails received so far."""
         return len({id(session) for session in self.sessions})
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.mail_reply:
+            return self.mail_reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.rcpt_reply:

@@ -4,7 +4,6 @@ import sqlalchemy as sa
 from flask import Blueprint, make_response, render_template, url_for
 
 from .. import db
-from ..limits import signup_limit
 from ..links import external_url
 from ..models import DEFAULT_TEXTS, Newsletter, Source
 from ..subscriptions.entry import take_signup
@@ -24,7 +23,6 @@ def frame(slug):
 
 
 @bp.post("/n/<slug>/embed")
-@signup_limit
 def frame_subscribe(slug):
     """Take a signup from the iframe and answer inline, in the iframe."""
     newsletter = newsletter_or_404(slug)

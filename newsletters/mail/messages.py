@@ -43,6 +43,14 @@ def render(session: Session, message: OutboxMessage) -> tuple[EmailMessage, dict
     return mail, {"confirm": confirm_url}
 
 
+def newsletter_ids(session: Session, message: OutboxMessage) -> list[int]:
+    """Return the newsletters ``message`` is about; none if that can no longer be known."""
+    if message.kind != "confirm":
+        return []
+    token = session.get(Token, message.payload.get("token_id"))
+    return [] if token is None else [s.newsletter_id for s in token.subscriptions]
+
+
 def _envelope(message: OutboxMessage, subject: str, sender_name: str | None) -> EmailMessage:
     mail = EmailMessage()
     mail_from = current_app.config["MAIL_FROM"]

@@ -1,36 +1,50 @@
-"""The outbox: rows written with the change that causes them, claimed and marked by workers."""
+"""The outbox: rows written with the change that causes them, claimed and marked by workers.
+
+A row is ``pending`` until it is ``sent``; ``failed`` when the server refused it for good (a
+5xx for that address) or it cannot be built; ``dead`` when it was given up after
+OUTBOX_MAX_ATTEMPTS attempts or OUTBOX_MAX_AGE_HOURS in the queue. Failed and dead rows stay
+until an operator retries them (``retry``) or they are erased with their address.
+"""
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..db import utcnow
-from ..models import OutboxMessage, OutboxState
+from ..models import OutboxMessage, OutboxState, TransportStatus
+from . import messages, suppressions
+
+# Used while config.DEFAULTS has no OUTBOX_MAX_AGE_HOURS; NEWSLETTERS_OUTBOX_MAX_AGE_HOURS sets it.
+MAX_AGE_HOURS = 48
 
 
 def enqueue(session: Session, kind: str, recipient: str, payload: dict) -> OutboxMessage:
     """Add a message to the outbox in the caller's transaction."""
     domain = current_app.config["MAIL_FROM"].rpartition("@")[2] or "localhost"
+    now = utcnow()
     message = OutboxMessage(
         kind=kind,
         recipient=recipient,
         payload=payload,
         message_id=f"<{uuid.uuid4().hex}@{domain}>",
-        next_attempt_at=utcnow(),
+        next_attempt_at=now,
+        queued_at=now,
     )
     session.add(message)
     return message
 
 
-def claim_due(session: Session, limit: int = 50) -> list[OutboxMessage]:
+def claim_due(session: Session, limit: int = 1) -> list[OutboxMessage]:
     """Lease up to ``limit`` due messages to this worker; the caller commits the lease.
 
     On PostgreSQL the candidates are locked with SKIP LOCKED, so parallel workers take
     different rows; the conditional UPDATE makes the claim safe on SQLite too, where writers
-    are serialised anyway.
+    are serialised anyway. The claim counts an attempt; ``release`` takes it back.
     """
     now = utcnow()
     lease_until = now + timedelta(seconds=current_app.config["OUTBOX_LEASE_SECONDS"])
@@ -51,6 +65,7 @@ def claim_due(session: Session, limit: int = 50) -> list[OutboxMessage]:
             sa.update(OutboxMessage)
             .where(
                 OutboxMessage.id == message_id,
+                OutboxMessage.state == OutboxState.PENDING,
                 sa.or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < now),
             )
             .values(locked_until=lease_until, attempts=OutboxMessage.attempts + 1)
@@ -72,6 +87,12 @@ def claim_due(session: Session, limit: int = 50) -> list[OutboxMessage]:
     )
 
 
+def release(session: Session, message: OutboxMessage) -> None:
+    """Give a claimed message back, due as before and without counting the attempt."""
+    message.attempts = max(0, message.attempts - 1)
+    message.locked_until = None
+
+
 def mark_sent(session: Session, message: OutboxMessage) -> None:
     """Record that ``message`` was handed to the mail server."""
     message.state = OutboxState.SENT
@@ -81,13 +102,48 @@ def mark_sent(session: Session, message: OutboxMessage) -> None:
 
 
 def mark_failed(session: Session, message: OutboxMessage, error: str, *, permanent: bool) -> None:
-    """Record a failed attempt: retry later with backoff, or give up if it cannot succeed."""
+    """Record a failed attempt: retry later with backoff, fail it, or give it up as dead."""
     message.last_error = error[:2000]
     message.locked_until = None
-    if permanent or message.attempts >= current_app.config["OUTBOX_MAX_ATTEMPTS"]:
+    if permanent:
         message.state = OutboxState.FAILED
+    elif (
+        message.attempts >= current_app.config["OUTBOX_MAX_ATTEMPTS"]
+        or message.queued_at < utcnow() - max_age()
+    ):
+        message.state = OutboxState.DEAD
     else:
         message.next_attempt_at = utcnow() + backoff(message.attempts)
+
+
+def park_expired(session: Session) -> int:
+    """Mark dead the pending messages queued longer than OUTBOX_MAX_AGE_HOURS; return how many.
+
+    A confirmation mail days late is worse than none (its link may have expired, the reader
+    has moved on): it waits for an operator's decision instead.
+    """
+    now = utcnow()
+    hours = max_age().total_seconds() / 3600
+    note = f"expired: queued more than {hours:g} hours ago; last error: "
+    result = session.execute(
+        sa.update(OutboxMessage)
+        .where(
+            OutboxMessage.state == OutboxState.PENDING,
+            OutboxMessage.queued_at < now - max_age(),
+            sa.or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < now),
+        )
+        .values(
+            state=OutboxState.DEAD,
+            last_error=sa.literal(note) + sa.func.coalesce(OutboxMessage.last_error, "none"),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def max_age() -> timedelta:
+    """Return how long a message may wait in the queue before it is given up."""
+    return timedelta(hours=current_app.config.get("OUTBOX_MAX_AGE_HOURS", MAX_AGE_HOURS))
 
 
 def backoff(attempts: int) -> timedelta:
@@ -95,6 +151,45 @@ def backoff(attempts: int) -> timedelta:
     base = current_app.config["OUTBOX_BACKOFF_SECONDS"]
     cap = current_app.config["OUTBOX_BACKOFF_CAP_SECONDS"]
     return timedelta(seconds=min(cap, base * 2 ** max(0, attempts - 1)))
+
+
+def retry(
+    session: Session, states: Iterable[OutboxState], ids: Iterable[int] = ()
+) -> list[OutboxMessage]:
+    """Queue again the messages in ``states`` (only those of ``ids``, if given), attempts reset.
+
+    A failed message's address was suppressed when the server refused it; retrying it is an
+    operator's word that the address works, so its suppressions for that mail's newsletters
+    are lifted too.
+    """
+    query = sa.select(OutboxMessage).where(OutboxMessage.state.in_(list(states)))
+    ids = list(ids)
+    if ids:
+        query = query.where(OutboxMessage.id.in_(ids))
+    now = utcnow()
+    retried = list(session.scalars(query.order_by(OutboxMessage.id).with_for_update()))
+    for message in retried:
+        if message.state == OutboxState.FAILED:
+            suppressions.lift(session, message.recipient, messages.newsletter_ids(session, message))
+        message.state = OutboxState.PENDING
+        message.attempts = 0
+        message.next_attempt_at = now
+        message.queued_at = now
+        message.locked_until = None
+    session.flush()
+    return retried
+
+
+def undeliverable(session: Session, limit: int = 200) -> list[OutboxMessage]:
+    """Return the latest failed and dead messages, newest first: what an operator looks at."""
+    return list(
+        session.scalars(
+            sa.select(OutboxMessage)
+            .where(OutboxMessage.state.in_([OutboxState.DEAD, OutboxState.FAILED]))
+            .order_by(OutboxMessage.id.desc())
+            .limit(limit)
+        )
+    )
 
 
 def counts(session: Session) -> dict[str, int]:
@@ -112,3 +207,48 @@ def oldest_due(session: Session) -> datetime | None:
             OutboxMessage.state == OutboxState.PENDING
         )
     )
+
+
+def transport_failed(session: Session, transport: str, error: str) -> TransportStatus:
+    """Record that ``transport`` could not be used, with why; return its status row."""
+    now = utcnow()
+    status = _transport_status(session, transport)
+    status.failures += 1
+    status.last_error = error[:2000]
+    status.failed_at = now
+    session.flush()
+    return status
+
+
+def transport_worked(session: Session, transport: str) -> None:
+    """Record that ``transport`` delivered again, if it had been failing."""
+    session.execute(
+        sa.update(TransportStatus)
+        .where(TransportStatus.transport == transport, TransportStatus.failures > 0)
+        .values(failures=0, recovered_at=utcnow())
+    )
+
+
+def last_transport_error(session: Session) -> TransportStatus | None:
+    """Return the status of the transport that failed last, if any ever did."""
+    return session.scalar(
+        sa.select(TransportStatus)
+        .where(TransportStatus.failed_at.is_not(None))
+        .order_by(TransportStatus.failed_at.desc())
+        .limit(1)
+    )
+
+
+def _transport_status(session: Session, transport: str) -> TransportStatus:
+    query = sa.select(TransportStatus).where(TransportStatus.transport == transport)
+    status = session.scalar(query.with_for_update())
+    if status is not None:
+        return status
+    try:
+        with session.begin_nested():
+            status = TransportStatus(transport=transport, failures=0)
+            session.add(status)
+    except IntegrityError:
+        # Another worker recorded the first failure at the same moment.
+        status = session.scalar(query.with_for_update())
+    return status

@@ -17,6 +17,17 @@ class PermanentFailure(Exception):
     """Delivery failed for good (5xx reply): retrying would fail the same way."""
 
 
+class RecipientRefused(PermanentFailure):
+    """The server refused the recipient's address for good (5xx to RCPT TO)."""
+
+
+class TransportFailure(Exception):
+    """The mail server cannot be used at all (no connection, greeting, TLS or login).
+
+    No message is at fault: the worker puts the message back uncounted and waits.
+    """
+
+
 class SMTPTransport:
     """Send over one SMTP connection, opened on first use and reused until closed."""
 
@@ -34,6 +45,7 @@ class SMTPTransport:
         self.connection: smtplib.SMTP | None = None
 
     def describe(self) -> str:
+        """Name this transport for logs and status, without its credentials."""
         return f"{self.scheme}://{self.host}:{self.port}"
 
     def _connect(self) -> smtplib.SMTP:
@@ -43,25 +55,54 @@ class SMTPTransport:
             )
         else:
             connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        try:
             if self.scheme == "smtp+starttls":
                 connection.starttls(context=ssl.create_default_context())
-        if self.username:
-            connection.login(self.username, self.password or "")
+            # Greet now rather than inside send_message(): a refused EHLO is the server's
+            # problem, and must not be taken for a problem of the first message.
+            connection.ehlo_or_helo_if_needed()
+            if self.username:
+                connection.login(self.username, self.password or "")
+        except BaseException:
+            connection.close()
+            raise
         return connection
 
-    def send(self, mail: EmailMessage) -> str:
-        """Send ``mail``; raise ``TemporaryFailure`` or ``PermanentFailure`` when it fails."""
+    def open(self) -> None:
+        """Connect, greet and log in unless connected; raise ``TransportFailure`` if not."""
+        if self.connection is not None:
+            return
         try:
-            if self.connection is None:
-                self.connection = self._connect()
+            self.connection = self._connect()
+        except smtplib.SMTPAuthenticationError as exc:
+            raise TransportFailure(
+                f"login refused as {self.username!r}: {exc.smtp_code} {exc.smtp_error!r}"
+            ) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise TransportFailure(f"cannot use {self.describe()}: {_explain(exc)}") from None
+
+    def send(self, mail: EmailMessage) -> str:
+        """Send ``mail``; raise ``TransportFailure``, ``TemporaryFailure`` or ``PermanentFailure``.
+
+        ``RecipientRefused``, a ``PermanentFailure``, says the address itself was refused.
+        """
+        self.open()
+        try:
             self.connection.send_message(mail)
         except smtplib.SMTPRecipientsRefused as exc:
             self.close()
             codes = [code for code, _ in exc.recipients.values()]
             detail = "; ".join(f"{code} {text!r}" for code, text in exc.recipients.values())
             if all(500 <= code < 600 for code in codes):
-                raise PermanentFailure(f"recipient refused: {detail}") from None
+                raise RecipientRefused(f"recipient refused: {detail}") from None
             raise TemporaryFailure(f"recipient refused: {detail}") from None
+        except smtplib.SMTPSenderRefused as exc:
+            # MAIL_FROM is the same on every mail: its refusal is the relay's setting (or a
+            # relay-wide throttle), not this message's fault.
+            self.close()
+            raise TransportFailure(
+                f"sender {exc.sender!r} refused: {exc.smtp_code} {exc.smtp_error!r}"
+            ) from None
         except smtplib.SMTPResponseException as exc:
             self.close()
             reply = f"{exc.smtp_code} {exc.smtp_error!r}"
@@ -75,7 +116,7 @@ class SMTPTransport:
             raise PermanentFailure(f"{type(exc).__name__}: {exc}") from None
         except (smtplib.SMTPException, OSError) as exc:
             self.close()
-            raise TemporaryFailure(f"{type(exc).__name__}: {exc}") from None
+            raise TemporaryFailure(_explain(exc)) from None
         return f"sent to {self.describe()}"
 
     def close(self) -> None:
@@ -83,6 +124,10 @@ class SMTPTransport:
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 self.connection.quit()
             self.connection = None
+
+
+def _explain(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 class FileTransport:
@@ -96,6 +141,10 @@ class FileTransport:
         # urlsplit reads as a host named "dir") means a folder below the working directory.
         host = "" if parts.netloc == "localhost" else parts.netloc
         self.folder = Path(unquote(host + parts.path))
+
+    def describe(self) -> str:
+        """Name this transport for logs and status."""
+        return f"file://{self.folder}"
 
     def send(self, mail: EmailMessage) -> str:
         message_id = mail["Message-ID"].strip("<>").partition("@")[0]
@@ -118,6 +167,10 @@ class ConsoleTransport:
 
     def __init__(self, url: str):
         pass
+
+    def describe(self) -> str:
+        """Name this transport for logs and status."""
+        return "console:"
 
     def send(self, mail: EmailMessage) -> str:
         sys.stdout.write(mail.as_string() + "\n")

@@ -4,6 +4,9 @@ Parses the body (form or JSON), validates it, drops honeypot hits, calls the sig
 and commits, so the entry points differ only in how they answer.
 """
 
+import ipaddress
+import json
+
 from flask import request
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
@@ -15,6 +18,9 @@ from .forms import SignupForm
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 STRING_FIELDS = ("email", "name", "website", "return_url")
+JSON_EXAMPLE = 'Send {"email": "you@example.com"}.'
+# The longest text form of an IP address (IPv4-mapped IPv6); the column holds no more.
+MAX_IP_LENGTH = 45
 
 
 def take_signup(newsletters: list[Newsletter], source: Source) -> SignupForm:
@@ -34,30 +40,72 @@ def take_signup(newsletters: list[Newsletter], source: Source) -> SignupForm:
 
 
 def signup_payload() -> MultiDict:
-    """Return a signup's fields from a form or JSON body, refusing what is neither."""
+    """Return a signup's fields from a form or JSON body, refusing what is neither.
+
+    Refused before anything is stored: a field sent twice (which one would count?), text that
+    is not text (undecodable bytes, lone surrogates) and a return address that could not be
+    redirected to (line breaks would fail the redirect after the signup was committed).
+    """
     if request.is_json:
-        data = request.get_json(silent=True)
-        if not isinstance(data, dict):
-            raise BadRequest('The body is not a JSON object. Send {"email": "you@example.com"}.')
-        payload = MultiDict()
-        for key, value in data.items():
-            if key in ("newsletter", "newsletters"):
-                values = value if isinstance(value, list) else [value]
-                if not all(isinstance(v, str) for v in values):
-                    raise BadRequest(f"The field {key!r} must be a list of newsletter names.")
-                for v in values:
-                    payload.add("newsletter", v)
-            elif key in STRING_FIELDS and value is not None:
-                if not isinstance(value, str):
-                    raise BadRequest(f"The field {key!r} must be a string.")
-                payload[key] = value
-        return payload
-    if request.mimetype in FORM_TYPES:
-        return request.form
-    raise UnsupportedMediaType(
-        "Send the signup as a form (application/x-www-form-urlencoded) or as JSON "
-        "(application/json)."
-    )
+        payload = _json_payload()
+    elif request.mimetype in FORM_TYPES:
+        payload = request.form
+        for key in STRING_FIELDS:
+            if len(payload.getlist(key)) > 1:
+                raise BadRequest(f"The field {key!r} was sent more than once; send it once.")
+        # werkzeug decodes a form leniently, replacing bytes that are not UTF-8 with U+FFFD.
+        if any("\ufffd" in value for _, value in payload.items(multi=True)):
+            raise BadRequest("The form is not valid UTF-8 text. Send it encoded as UTF-8.")
+    else:
+        raise UnsupportedMediaType(
+            "Send the signup as a form (application/x-www-form-urlencoded) or as JSON "
+            "(application/json)."
+        )
+    if any(not ch.isprintable() for ch in payload.get("return_url", "")):
+        raise BadRequest(
+            "The field 'return_url' may not contain line breaks or control characters."
+        )
+    return payload
+
+
+def _json_payload() -> MultiDict:
+    try:
+        data = json.loads(request.get_data(cache=True), object_pairs_hook=_refuse_repeated_keys)
+    except RecursionError:
+        raise BadRequest(f"The JSON body is nested too deeply. {JSON_EXAMPLE}") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError among them
+        raise BadRequest(f"The body is not a valid JSON object ({exc}). {JSON_EXAMPLE}") from None
+    if not isinstance(data, dict):
+        raise BadRequest(f"The body is not a JSON object. {JSON_EXAMPLE}")
+    payload = MultiDict()
+    for key, value in data.items():
+        if key in ("newsletter", "newsletters"):
+            values = value if isinstance(value, list) else [value]
+            if not all(isinstance(v, str) for v in values):
+                raise BadRequest(f"The field {key!r} must be a list of newsletter names.")
+            for v in values:
+                payload.add("newsletter", _text(key, v))
+        elif key in STRING_FIELDS and value is not None:
+            if not isinstance(value, str):
+                raise BadRequest(f"The field {key!r} must be a string.")
+            payload[key] = _text(key, value)
+    return payload
+
+
+def _refuse_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise BadRequest(f"The field {key!r} was sent more than once; send it once.")
+        seen.add(key)
+    return dict(pairs)
+
+
+def _text(key: str, value: str) -> str:
+    # JSON's \ud800 escapes decode to lone surrogates, which no database can store.
+    if any("\ud800" <= ch <= "\udfff" for ch in value):
+        raise BadRequest(f"The field {key!r} is not valid text (it holds a lone surrogate).")
+    return value
 
 
 def evidence(source: Source, newsletters: list[Newsletter]) -> services.Evidence:
@@ -65,10 +113,25 @@ def evidence(source: Source, newsletters: list[Newsletter]) -> services.Evidence
     shown = "; ".join(
         f"{n.name}: {n.text('placeholder')} [{n.text('button')}]" for n in newsletters
     )
-    user_agent = request.user_agent.string
     return services.Evidence(
-        ip=request.remote_addr,
-        user_agent=user_agent[:512] if user_agent else None,
-        source=source,
-        form_text=shown,
+        ip=client_ip(), user_agent=client_user_agent(), source=source, form_text=shown
     )
+
+
+def client_ip() -> str | None:
+    """Return the client's IP address as werkzeug sees it, or None if it is not one.
+
+    Behind a trusted proxy it comes from X-Forwarded-For, which a client may have filled
+    with anything; only a real address goes into the consent evidence.
+    """
+    try:
+        address = str(ipaddress.ip_address(request.remote_addr or ""))
+    except ValueError:
+        return None
+    return address if len(address) <= MAX_IP_LENGTH else None
+
+
+def client_user_agent() -> str | None:
+    """Return the User-Agent header without control characters, at most 512 long, or None."""
+    agent = "".join(ch for ch in request.user_agent.string if ch.isprintable())[:512]
+    return agent or None

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..db import utcnow
-from ..mail import outbox
+from ..mail import outbox, suppressions
 from ..models import (
     ConsentEvent,
     Editor,
@@ -86,7 +86,9 @@ def clean_name(raw: str | None) -> str | None:
     if len(name) > current_app.config["NAME_MAX_LENGTH"]:
         limit = current_app.config["NAME_MAX_LENGTH"]
         raise InvalidSignup("name", f"The name is too long: {limit} characters at most.")
-    if any(unicodedata.category(ch) == "Cc" for ch in name):
+    # Control characters (NUL, CR, LF among them), Unicode's own line and paragraph
+    # separators, and lone surrogates, which no database can store.
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp", "Cs") for ch in name):
         raise InvalidSignup("name", "The name may not contain line breaks or control characters.")
     return name
 
@@ -113,6 +115,8 @@ def signup(
     name = clean_name(name)
     now = utcnow()
     subscriber = _get_or_create(session, Subscriber, {"email": address})
+    # A mail server refused this address for these newsletters: record the signup, mail nothing.
+    suppressed = suppressions.suppressed(session, address, [n.id for n in newsletters])
     subscriptions, due = [], []
     for newsletter in newsletters:
         subscription = _get_or_create(
@@ -120,6 +124,9 @@ def signup(
             Subscription,
             {"newsletter_id": newsletter.id, "subscriber_id": subscriber.id},
         )
+        # Lock the row and read it afresh: a confirmation committed since it was read must
+        # not be overwritten with this signup's pending state.
+        session.refresh(subscription, with_for_update=True)
         subscriptions.append(subscription)
         if subscription.status == Status.CONFIRMED:
             continue
@@ -140,7 +147,7 @@ def signup(
                 session, TokenPurpose.UNSUBSCRIBE, subscriber
             )
         _record(session, subscription, Status.PENDING, evidence)
-        if _claim_confirmation_slot(session, subscription):
+        if newsletter.id not in suppressed and _claim_confirmation_slot(session, subscription):
             due.append(subscription)
     if due and not _claim_daily_mail(session, subscriber):
         due = []
@@ -276,12 +283,24 @@ def confirm(session: Session, secret: str, ip: str | None, user_agent: str | Non
     session.expire(token, ["used_at"])
     evidence = Evidence(ip=ip, user_agent=user_agent, source=Source.FORM)
     for subscription in token.subscriptions:
-        if subscription.status != Status.PENDING:
-            continue
-        subscription.status = Status.CONFIRMED
-        subscription.confirmed_at = now
-        subscription.confirm_ip = ip
-        _record(session, subscription, Status.CONFIRMED, evidence)
+        # Conditional, like the claim above: an unsubscription committed since the token was
+        # read wins, and is not overwritten by a confirmation read before it.
+        confirmed = session.execute(
+            sa.update(Subscription)
+            .where(Subscription.id == subscription.id, Subscription.status == Status.PENDING)
+            .values(status=Status.CONFIRMED, confirmed_at=now, confirm_ip=ip)
+            .execution_options(synchronize_session=False)
+        )
+        session.expire(subscription, ["status", "confirmed_at", "confirm_ip"])
+        if confirmed.rowcount == 1:
+            _record(session, subscription, Status.CONFIRMED, evidence)
+    if all(s.status == Status.UNSUBSCRIBED for s in token.subscriptions):
+        # Cancelled while this link was being followed; the rollback leaves it unused.
+        raise LinkError(
+            "This subscription was cancelled after this link was sent. "
+            "Sign up again to receive it.",
+            410,
+        )
     session.flush()
     return token
 
@@ -306,20 +325,45 @@ def unsubscribe(
 ) -> Subscription:
     """Unsubscribe the subscription behind an unsubscribe link; doing it twice is harmless."""
     subscription = unsubscribe_target(session, secret)
-    if subscription.status != Status.UNSUBSCRIBED:
-        subscription.status = Status.UNSUBSCRIBED
-        subscription.unsubscribed_at = utcnow()
-        session.add(
-            ConsentEvent(
-                subscription=subscription,
-                status=Status.UNSUBSCRIBED,
-                ip=ip,
-                user_agent=user_agent,
-                source=source,
-            )
-        )
-        session.flush()
+    leave(session, subscription, ip=ip, user_agent=user_agent, source=source)
     return subscription
+
+
+def leave(
+    session: Session,
+    subscription: Subscription,
+    *,
+    ip: str | None,
+    user_agent: str | None,
+    source: str,
+    detail: str | None = None,
+) -> bool:
+    """Unsubscribe ``subscription`` and record who asked; False if it was unsubscribed already.
+
+    A conditional UPDATE: of several unsubscriptions racing (a double click, a mail client's
+    one-click POST beside the reader's), exactly one changes the row and records the event.
+    """
+    left = session.execute(
+        sa.update(Subscription)
+        .where(Subscription.id == subscription.id, Subscription.status != Status.UNSUBSCRIBED)
+        .values(status=Status.UNSUBSCRIBED, unsubscribed_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    session.expire(subscription, ["status", "unsubscribed_at"])
+    if left.rowcount != 1:
+        return False
+    session.add(
+        ConsentEvent(
+            subscription=subscription,
+            status=Status.UNSUBSCRIBED,
+            ip=ip,
+            user_agent=user_agent,
+            source=source,
+            detail=detail,
+        )
+    )
+    session.flush()
+    return True
 
 
 def unsubscribe_by_editor(
@@ -335,22 +379,14 @@ def unsubscribe_by_editor(
     The consent history names the editor, so that a reader who asks why they were taken off
     a list gets an answer.
     """
-    if subscription.status == Status.UNSUBSCRIBED:
-        return False
-    subscription.status = Status.UNSUBSCRIBED
-    subscription.unsubscribed_at = utcnow()
-    session.add(
-        ConsentEvent(
-            subscription=subscription,
-            status=Status.UNSUBSCRIBED,
-            ip=ip,
-            user_agent=user_agent,
-            source="admin",
-            detail=f"unsubscribed by editor {editor.email}",
-        )
+    return leave(
+        session,
+        subscription,
+        ip=ip,
+        user_agent=user_agent,
+        source="admin",
+        detail=f"unsubscribed by editor {editor.email}",
     )
-    session.flush()
-    return True
 
 
 def erase(session: Session, subscription: Subscription) -> bool:

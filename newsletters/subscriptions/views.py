@@ -2,15 +2,15 @@
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, g, jsonify, redirect, render_template, request, url_for
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import BadRequest, Forbidden
 
 from .. import db
 from ..embed import origins
-from ..limits import signup_limit
 from ..models import DEFAULT_TEXTS, Newsletter, Source, Status
 from ..negotiation import wants_json
 from . import services
-from .entry import signup_payload, take_signup
+from .entry import client_ip, client_user_agent, signup_payload, take_signup
 from .forms import SignupForm
 
 bp = Blueprint("subscriptions", __name__)
@@ -33,7 +33,6 @@ def hosted(slug):
 
 
 @bp.post("/n/<slug>/subscribe")
-@signup_limit
 def subscribe(slug):
     """Take a signup to one newsletter from a form (plain, cross-origin) or a JSON request."""
     newsletter = newsletter_or_404(slug)
@@ -51,7 +50,6 @@ def subscribe(slug):
 
 
 @bp.post("/subscribe")
-@signup_limit
 def subscribe_many():
     """Take one signup to several newsletters (repeated ``newsletter`` fields): one mail."""
     newsletters = _chosen_newsletters()
@@ -82,7 +80,7 @@ def thanks(slug):
 @bp.get("/thanks")
 def thanks_many():
     """Show the success message after a signup to several newsletters."""
-    slugs = request.args.getlist("n")[:MAX_NEWSLETTERS_PER_SIGNUP]
+    slugs = [s for s in request.args.getlist("n")[:MAX_NEWSLETTERS_PER_SIGNUP] if _may_exist(s)]
     names = db.session().scalars(sa.select(Newsletter.name).where(Newsletter.slug.in_(slugs)))
     return render_template(
         "subscriptions/thanks.html",
@@ -98,11 +96,14 @@ def allow_cross_origin_reads(response):
     if request.endpoint in ("subscriptions.subscribe", "subscriptions.subscribe_many"):
         newsletters = g.get("signup_newsletters")
         if newsletters is None and request.view_args and "slug" in request.view_args:
-            newsletters = (
-                db.session()
-                .scalars(sa.select(Newsletter).where(Newsletter.slug == request.view_args["slug"]))
-                .all()
-            )
+            # The view failed before it found the newsletter: a 404, a 429, or the database
+            # is down. An error answer carries nothing private, so "*" is the fallback.
+            try:
+                found = _newsletter_by_slug(request.view_args["slug"])
+            except SQLAlchemyError:
+                db.session().rollback()
+                found = None
+            newsletters = [found] if found else []
         origins.add_cors_headers(response, newsletters or [])
     return response
 
@@ -117,7 +118,7 @@ def confirm_page(token):
 @bp.post("/confirm/<token>")
 def confirm(token):
     """Confirm the subscriptions behind a confirmation link."""
-    confirmed = services.confirm(db.session(), token, request.remote_addr, _user_agent())
+    confirmed = services.confirm(db.session(), token, client_ip(), client_user_agent())
     db.session().commit()
     return render_template("subscriptions/confirmed.html", token=confirmed)
 
@@ -138,8 +139,8 @@ def unsubscribe(token):
     subscription = services.unsubscribe(
         db.session(),
         token,
-        request.remote_addr,
-        _user_agent(),
+        client_ip(),
+        client_user_agent(),
         source="one-click" if one_click else "link",
     )
     db.session().commit()
@@ -150,7 +151,7 @@ def unsubscribe(token):
     )
 
 
-@bp.errorhandler(services.LinkError)
+@bp.app_errorhandler(services.LinkError)
 def link_error(exc: services.LinkError):
     if wants_json():
         return jsonify(error="link", message=exc.message), exc.status
@@ -159,11 +160,22 @@ def link_error(exc: services.LinkError):
 
 def newsletter_or_404(slug: str) -> Newsletter:
     """Return the newsletter called ``slug``, or answer 404 with a readable message."""
-    newsletter = db.session().scalar(sa.select(Newsletter).where(Newsletter.slug == slug))
+    newsletter = _newsletter_by_slug(slug)
     if newsletter is None:
         abort(404, description=f"There is no newsletter called {slug!r}.")
     g.signup_newsletters = [newsletter]
     return newsletter
+
+
+def _newsletter_by_slug(slug: str) -> Newsletter | None:
+    if not _may_exist(slug):
+        return None
+    return db.session().scalar(sa.select(Newsletter).where(Newsletter.slug == slug))
+
+
+def _may_exist(slug: str) -> bool:
+    # PostgreSQL refuses a NUL in any text parameter; no slug holds one, so do not ask.
+    return "\x00" not in slug
 
 
 def _chosen_newsletters() -> list[Newsletter]:
@@ -172,9 +184,10 @@ def _chosen_newsletters() -> list[Newsletter]:
         raise BadRequest("Choose at least one newsletter.")
     if len(slugs) > MAX_NEWSLETTERS_PER_SIGNUP:
         raise BadRequest(f"Choose at most {MAX_NEWSLETTERS_PER_SIGNUP} newsletters at once.")
+    asked = [slug for slug in slugs if _may_exist(slug)]
     found = {
         n.slug: n
-        for n in db.session().scalars(sa.select(Newsletter).where(Newsletter.slug.in_(slugs)))
+        for n in db.session().scalars(sa.select(Newsletter).where(Newsletter.slug.in_(asked)))
     }
     missing = [slug for slug in slugs if slug not in found]
     if missing:
@@ -211,8 +224,3 @@ def _invalid_json(form: SignupForm, invalid_email: str):
     errors = {name: field.errors[0] for name, field in form._fields.items() if field.errors}
     message = invalid_email if "email" in errors else next(iter(errors.values()))
     return jsonify(error="invalid", message=message, fields=errors), 400
-
-
-def _user_agent() -> str | None:
-    user_agent = request.user_agent.string
-    return user_agent[:512] if user_agent else None

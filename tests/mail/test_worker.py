@@ -94,38 +94,56 @@ def test_the_name_typed_at_signup_is_nowhere_in_the_mail(
 
 @pytest.mark.settings(OUTBOX_BACKOFF_SECONDS=60, OUTBOX_BACKOFF_CAP_SECONDS=3600)
 def test_a_temporary_failure_is_retried_later_with_a_doubling_delay(
-    app, client, newsletter, smtp_server, closed_smtp_url, session
+    app, client, newsletter, smtp_server, session
 ):
     sign_up(client)
+    smtp_server.rcpt_reply = "451 4.3.0 try again later"
 
     started = utcnow()
-    assert deliver(app, closed_smtp_url) == {"retry": 1}
+    assert deliver(app, smtp_server.url) == {"retry": 1}
     [row] = outbox_rows(session)
     assert row.state == OutboxState.PENDING
     assert row.attempts == 1
-    assert row.last_error and "refused" in row.last_error.lower()
+    assert row.last_error and "451" in row.last_error
     assert row.locked_until is None
     assert started + timedelta(seconds=60) <= row.next_attempt_at
     assert row.next_attempt_at <= utcnow() + timedelta(seconds=60)
 
     # Not due yet: a run now does not touch it, even with a working server.
+    smtp_server.rcpt_reply = None
     assert deliver(app, smtp_server.url) == {}
     assert outbox_rows(session)[0].attempts == 1
 
     make_due_now(session)
+    smtp_server.rcpt_reply = "451 4.3.0 try again later"
     started = utcnow()
-    assert deliver(app, closed_smtp_url) == {"retry": 1}
+    assert deliver(app, smtp_server.url) == {"retry": 1}
     [row] = outbox_rows(session)
     assert (row.state, row.attempts) == (OutboxState.PENDING, 2)
     assert started + timedelta(seconds=120) <= row.next_attempt_at
     assert row.next_attempt_at <= utcnow() + timedelta(seconds=120)
 
     make_due_now(session)
+    smtp_server.rcpt_reply = None
     assert deliver(app, smtp_server.url) == {"sent": 1}
     [row] = outbox_rows(session)
     assert (row.state, row.attempts, row.last_error) == (OutboxState.SENT, 3, None)
     [mail] = smtp_server.messages
     assert mail["Message-ID"] == row.message_id
+
+
+def test_an_unreachable_server_costs_the_mail_no_attempt(
+    app, client, newsletter, closed_smtp_url, session
+):
+    sign_up(client)
+    due = outbox_rows(session)[0].next_attempt_at
+    for _ in range(3):
+        assert deliver(app, closed_smtp_url) == {"transport error": 1}
+    [row] = outbox_rows(session)
+    # Nothing is wrong with the mail: it stays due, unleased and uncounted, for the next round.
+    assert (row.state, row.attempts, row.locked_until) == (OutboxState.PENDING, 0, None)
+    assert row.next_attempt_at == due
+    assert row.last_error is None
 
 
 @pytest.mark.settings(OUTBOX_BACKOFF_SECONDS=5, OUTBOX_BACKOFF_CAP_SECONDS=3600)
@@ -139,15 +157,22 @@ def test_backoff_doubles_from_the_base_up_to_the_cap(app):
 
 
 @pytest.mark.settings(OUTBOX_MAX_ATTEMPTS=2)
-def test_a_mail_that_keeps_failing_is_given_up_after_the_maximum_attempts(
-    app, client, newsletter, closed_smtp_url, session
+def test_a_mail_that_keeps_failing_is_given_up_as_dead_after_the_maximum_attempts(
+    app, client, newsletter, smtp_server, session
 ):
     sign_up(client)
-    assert deliver(app, closed_smtp_url) == {"retry": 1}
+    smtp_server.rcpt_reply = "451 4.3.0 try again later"
+    assert deliver(app, smtp_server.url) == {"retry": 1}
     make_due_now(session)
-    assert deliver(app, closed_smtp_url) == {"retry": 1}
+    assert deliver(app, smtp_server.url) == {"dead": 1}
     [row] = outbox_rows(session)
-    assert (row.state, row.attempts) == (OutboxState.FAILED, 2)
+    assert (row.state, row.attempts) == (OutboxState.DEAD, 2)
+    assert "451" in row.last_error
+    # Dead is final until an operator says otherwise, however due it looks.
+    smtp_server.rcpt_reply = None
+    make_due_now(session)
+    assert deliver(app, smtp_server.url) == {}
+    assert smtp_server.messages == []
 
 
 def test_a_permanent_refusal_fails_the_mail_for_good(app, client, newsletter, smtp_server, session):
@@ -293,6 +318,7 @@ def test_worker_once_exits_non_zero_when_a_mail_is_left_for_retry(
     result = runner.invoke(args=["worker", "--once"])
     assert result.exit_code == 1
     assert "will retry" in result.output
+    assert "transport error" in result.output
 
 
 def test_an_idna_domain_goes_out_in_ascii_even_without_smtputf8(

@@ -1,0 +1,53 @@
+"""Lists in and out of the browser: the streamed export and the CSV import."""
+
+import io
+
+from flask import Response, render_template, request, stream_with_context
+from flask_login import current_user
+from werkzeug.exceptions import BadRequest
+
+from .. import db, exports, imports
+from . import bp, editable_newsletter
+from .forms import ImportForm
+
+
+@bp.get("/n/<slug>/export")
+def export(slug):
+    """Stream the list as a CSV or JSON Lines download, and record who took it."""
+    newsletter = editable_newsletter(slug)
+    status = request.args.get("status", "confirmed")
+    fmt = request.args.get("format", "csv")
+    if status not in exports.STATUSES:
+        raise BadRequest(f"status must be one of: {', '.join(exports.STATUSES)}.")
+    if fmt not in exports.WRITERS:
+        raise BadRequest(f"format must be one of: {', '.join(sorted(exports.WRITERS))}.")
+    session = db.session()
+    record = exports.record(session, newsletter, current_user, "admin", status, fmt)
+    session.commit()
+    rows = exports.counted(exports.records(session, newsletter, status), record, session)
+    filename = f"{newsletter.slug}-{status}.{fmt}"
+    return Response(
+        stream_with_context(exports.WRITERS[fmt](rows)),
+        mimetype=exports.FORMATS[fmt].split(";")[0],
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@bp.route("/n/<slug>/import", methods=["GET", "POST"])
+def import_(slug):
+    """Take a CSV in the export's format and report rows taken and refused."""
+    newsletter = editable_newsletter(slug)
+    form = ImportForm()
+    report = None
+    if form.validate_on_submit():
+        upload = io.TextIOWrapper(form.file.data.stream, encoding="utf-8-sig", newline="")
+        try:
+            report = imports.import_csv(
+                db.session(), newsletter, upload, send_confirmation=form.send_confirmation.data
+            )
+        except imports.ImportRefused as exc:
+            form.file.errors.append(str(exc))
+        else:
+            db.session().commit()
+    page = render_template("admin/import.html", newsletter=newsletter, form=form, report=report)
+    return page, 400 if form.errors else 200

@@ -1,0 +1,48 @@
+"""The reader's preference centre: every newsletter of one address, behind its own link."""
+
+from flask import Blueprint, render_template, request
+
+from .. import db
+from ..models import Status
+from . import services
+
+bp = Blueprint("preferences", __name__)
+
+
+@bp.get("/preferences/<token>")
+def page(token):
+    """Show every newsletter of the address that owns this unsubscribe link; change nothing."""
+    subscription = services.unsubscribe_target(db.session(), token)
+    return _render(subscription, token, saved=False)
+
+
+@bp.post("/preferences/<token>")
+def save(token):
+    """Unsubscribe the address from every newsletter whose box was left unticked."""
+    session = db.session()
+    subscription = services.unsubscribe_target(session, token)
+    keep = set(request.form.getlist("keep"))
+    user_agent = (request.user_agent.string or "")[:512] or None
+    for other in subscription.subscriber.subscriptions:
+        if str(other.id) not in keep:
+            services.leave(
+                session,
+                other,
+                ip=request.remote_addr,
+                user_agent=user_agent,
+                source="preferences",
+            )
+    session.commit()
+    return _render(subscription, token, saved=True)
+
+
+def _render(subscription, token: str, saved: bool):
+    subscriptions = sorted(subscription.subscriber.subscriptions, key=lambda s: s.newsletter.name)
+    return render_template(
+        "subscriptions/preferences.html",
+        subscriber=subscription.subscriber,
+        subscriptions=subscriptions,
+        secret=token,
+        saved=saved,
+        unsubscribed=Status.UNSUBSCRIBED,
+    )

@@ -1,0 +1,290 @@
+"""Exporting a list with `newsletters export`: SPEC's columns, filters, links and safe cells."""
+
+import csv
+import io
+import json
+import re
+import time
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import pytest
+import sqlalchemy as sa
+
+from newsletters import create_app, db, exports
+from newsletters.models import Newsletter, Status, Subscriber, Subscription, Token, TokenPurpose
+from newsletters.subscriptions import tokens
+
+HEADER = (
+    "email,name,status,optin_at,optin_ip,confirmed_at,confirm_ip,unsubscribed_at,source,"
+    "unsubscribe_url"
+)
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+def sign_up(client, email, name=None, ip="203.0.113.7"):
+    data = {"email": email} | ({"name": name} if name else {})
+    response = client.post("/n/briefing/subscribe", data=data, environ_base={"REMOTE_ADDR": ip})
+    assert response.status_code == 303, response.get_data(as_text=True)
+
+
+def confirm(app, client, session, email, ip="198.51.100.9"):
+    """Confirm ``email``'s signup through the confirmation endpoint, as its mail link would."""
+    token = session.scalar(
+        sa.select(Token)
+        .join(Subscriber)
+        .where(Subscriber.email == email, Token.purpose == TokenPurpose.CONFIRM)
+        .order_by(Token.id.desc())
+    )
+    with app.app_context():
+        secret = tokens.secret_for(token)
+    response = client.post(f"/confirm/{secret}", environ_base={"REMOTE_ADDR": ip})
+    assert response.status_code == 200
+
+
+def export_text(runner, *options, slug="briefing"):
+    result = runner.invoke(args=["export", slug, *options])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def export_rows(runner, *options):
+    return list(csv.DictReader(io.StringIO(export_text(runner, *options), newline="")))
+
+
+def subscription_of(session, email):
+    session.expire_all()
+    return session.scalar(sa.select(Subscription).join(Subscriber).where(Subscriber.email == email))
+
+
+def test_csv_header_is_exactly_the_spec_columns_even_for_an_empty_list(runner, newsletter):
+    result = runner.invoke(args=["export", "briefing"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes == (HEADER + "\r\n").encode()
+    assert ",".join(exports.COLUMNS) == HEADER
+
+
+def test_one_row_per_subscription_with_its_evidence(app, client, runner, newsletter, session):
+    sign_up(client, "ada@example.com", name="Ada", ip="203.0.113.7")
+    confirm(app, client, session, "ada@example.com", ip="198.51.100.9")
+
+    [row] = export_rows(runner)
+    stored = subscription_of(session, "ada@example.com")
+    assert list(row) == list(exports.COLUMNS)
+    assert row["email"] == "ada@example.com"
+    assert row["name"] == "Ada"
+    assert row["status"] == "confirmed"
+    assert row["optin_ip"] == "203.0.113.7"
+    assert row["confirm_ip"] == "198.51.100.9"
+    assert row["source"] == "form"
+    assert row["optin_at"] == stored.optin_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert row["confirmed_at"] == stored.confirmed_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert row["unsubscribed_at"] == ""
+
+
+def test_timestamps_are_iso_8601_utc_and_empty_where_unknown(
+    app, client, runner, newsletter, session
+):
+    sign_up(client, "pending@example.com")
+    [row] = export_rows(runner, "--status", "pending")
+    assert ISO_UTC.match(row["optin_at"])
+    parsed = datetime.strptime(row["optin_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs((datetime.now(UTC) - parsed).total_seconds()) < 60
+    assert row["confirmed_at"] == row["confirm_ip"] == row["unsubscribed_at"] == ""
+
+
+def test_default_is_confirmed_and_status_option_filters(app, client, runner, newsletter, session):
+    for email in ("confirmed@example.com", "pending@example.com", "gone@example.com"):
+        sign_up(client, email)
+    confirm(app, client, session, "confirmed@example.com")
+    session.execute(
+        sa.update(Subscription)
+        .where(Subscription.id == subscription_of(session, "gone@example.com").id)
+        .values(status=Status.UNSUBSCRIBED, unsubscribed_at=datetime.now(UTC))
+    )
+
+    def emails(*options):
+        return [row["email"] for row in export_rows(runner, *options)]
+
+    assert emails() == ["confirmed@example.com"]
+    assert emails("--status", "confirmed") == ["confirmed@example.com"]
+    assert emails("--status", "pending") == ["pending@example.com"]
+    assert emails("--status", "unsubscribed") == ["gone@example.com"]
+    assert emails("--status", "all") == [
+        "confirmed@example.com",
+        "pending@example.com",
+        "gone@example.com",
+    ]
+
+
+def test_unknown_status_is_refused_with_the_choices(runner, newsletter):
+    result = runner.invoke(args=["export", "briefing", "--status", "bounced"])
+    assert result.exit_code == 2
+    assert "'confirmed', 'pending', 'unsubscribed', 'all'" in result.output
+
+
+def test_only_the_named_newsletters_subscriptions_are_exported(
+    app, client, runner, newsletter, session
+):
+    runner.invoke(args=["newsletter", "create", "digest", "--name", "Weekly Digest"])
+    sign_up(client, "briefing@example.com")
+    response = client.post("/n/digest/subscribe", data={"email": "digest@example.com"})
+    assert response.status_code == 303
+    assert [r["email"] for r in export_rows(runner, "--status", "all")] == ["briefing@example.com"]
+
+
+def test_unsubscribe_url_starts_with_base_url_and_unsubscribes_in_one_click(
+    app, client, runner, newsletter, session
+):
+    sign_up(client, "reader@example.com")
+    confirm(app, client, session, "reader@example.com")
+    [row] = export_rows(runner)
+    assert row["unsubscribe_url"].startswith("https://news.example.org/unsubscribe/")
+
+    response = client.post(
+        urlsplit(row["unsubscribe_url"]).path, data={"List-Unsubscribe": "One-Click"}
+    )
+    assert response.status_code == 200
+    assert subscription_of(session, "reader@example.com").status == Status.UNSUBSCRIBED
+    assert export_rows(runner) == []
+    [gone] = export_rows(runner, "--status", "unsubscribed")
+    assert ISO_UTC.match(gone["unsubscribed_at"])
+    # The link stays the same after the change: a sending tool's copy keeps working.
+    assert gone["unsubscribe_url"] == row["unsubscribe_url"]
+
+
+def test_each_subscriber_gets_their_own_unsubscribe_url(app, client, runner, newsletter, session):
+    for email in ("one@example.com", "two@example.com"):
+        sign_up(client, email)
+    first, second = export_rows(runner, "--status", "pending")
+    assert first["unsubscribe_url"] != second["unsubscribe_url"]
+    client.post(urlsplit(second["unsubscribe_url"]).path, data={"List-Unsubscribe": "One-Click"})
+    assert subscription_of(session, "one@example.com").status == Status.PENDING
+    assert subscription_of(session, "two@example.com").status == Status.UNSUBSCRIBED
+
+
+@pytest.mark.parametrize(
+    "name", ['=HYPERLINK("http://evil.example")', "=1+2", "+1", "-1", "@SUM(1)"]
+)
+def test_names_that_a_spreadsheet_would_run_are_neutralised_in_csv(
+    client, runner, newsletter, name
+):
+    sign_up(client, "reader@example.com", name=name)
+    [row] = export_rows(runner, "--status", "pending")
+    assert row["name"] == "'" + name
+
+
+def test_an_address_that_starts_like_a_formula_is_neutralised_too(client, runner, newsletter):
+    sign_up(client, "-2+3@example.com")
+    [row] = export_rows(runner, "--status", "pending")
+    assert row["email"] == "'-2+3@example.com"
+
+
+@pytest.mark.parametrize(
+    ("value", "safe"),
+    [
+        ("\tcmd", "'\tcmd"),
+        ("\r=1+2", "'\r=1+2"),
+        ("=1+2", "'=1+2"),
+        ("+1", "'+1"),
+        ("-1", "'-1"),
+        ("@A1", "'@A1"),
+        ("Ada", "Ada"),
+        ("a=b", "a=b"),
+        ("", ""),
+    ],
+)
+def test_neutralise_prefixes_only_cells_that_start_like_a_formula(value, safe):
+    assert exports.neutralise(value) == safe
+
+
+def test_json_lines_carry_the_same_fields_as_the_csv(app, client, runner, newsletter, session):
+    sign_up(client, "ada@example.com", name="Ada")
+    sign_up(client, "bob@example.com")
+    confirm(app, client, session, "ada@example.com")
+
+    lines = export_text(runner, "--status", "all", "--format", "jsonl").splitlines()
+    objects = [json.loads(line) for line in lines]
+    assert [list(o) for o in objects] == [list(exports.COLUMNS)] * 2
+    assert objects == export_rows(runner, "--status", "all")
+    assert objects[0]["status"] == "confirmed" and objects[1]["status"] == "pending"
+
+
+def test_json_lines_keep_a_formula_like_name_as_typed(client, runner, newsletter):
+    # JSON is data, not a spreadsheet: the receiving program gets the name the reader gave.
+    sign_up(client, "reader@example.com", name="=1+2")
+    [line] = export_text(runner, "--status", "pending", "--format", "jsonl").splitlines()
+    assert json.loads(line)["name"] == "=1+2"
+
+
+def test_output_option_writes_the_file_and_nothing_to_stdout(client, runner, newsletter, tmp_path):
+    sign_up(client, "jörg@bücher.example", name="Jörg")
+    target = tmp_path / "list.csv"
+    result = runner.invoke(args=["export", "briefing", "--status", "all", "-o", str(target)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    to_stdout = runner.invoke(args=["export", "briefing", "--status", "all"])
+    assert target.read_bytes() == to_stdout.stdout_bytes
+    assert "jörg@bücher.example,Jörg,pending" in target.read_text(encoding="utf-8")
+
+
+def test_unknown_newsletter_is_a_clear_error_and_writes_no_file(runner, newsletter, tmp_path):
+    target = tmp_path / "list.csv"
+    result = runner.invoke(args=["export", "nope", "-o", str(target)])
+    assert result.exit_code != 0
+    assert "there is no newsletter 'nope'" in result.output
+    assert "Traceback" not in result.output
+    assert not target.exists()
+
+
+def test_every_row_is_exported_once_and_in_order_across_batches(
+    app, client, runner, newsletter, session, monkeypatch
+):
+    monkeypatch.setattr(exports, "BATCH", 3)
+    emails = [f"reader{i:02d}@example.com" for i in range(10)]
+    for email in emails:
+        sign_up(client, email)
+    for email in emails[::2]:
+        confirm(app, client, session, email)
+
+    assert [r["email"] for r in export_rows(runner, "--status", "all")] == emails
+    assert [r["email"] for r in export_rows(runner)] == emails[::2]
+    assert [r["email"] for r in export_rows(runner, "--status", "pending")] == emails[1::2]
+    jsonl = export_text(runner, "--status", "all", "--format", "jsonl").splitlines()
+    assert [json.loads(line)["email"] for line in jsonl] == emails
+
+
+def test_a_list_that_fills_whole_batches_ends_cleanly(client, runner, newsletter, monkeypatch):
+    monkeypatch.setattr(exports, "BATCH", 3)
+    emails = [f"reader{i}@example.com" for i in range(6)]
+    for email in emails:
+        sign_up(client, email)
+    assert [r["email"] for r in export_rows(runner, "--status", "pending")] == emails
+
+
+def test_signups_go_on_while_an_export_is_being_streamed(
+    app, client, newsletter, settings, session, monkeypatch
+):
+    # An export may take minutes (a slow pipe, a long list); meanwhile it must not hold a lock
+    # that signups wait for. A second app instance stands for the web server's process.
+    monkeypatch.setattr(exports, "BATCH", 2)
+    for i in range(4):
+        sign_up(client, f"early{i}@example.com")
+    web = create_app(settings)
+    try:
+        with app.app_context():
+            briefing = db.session().scalar(
+                sa.select(Newsletter).where(Newsletter.slug == "briefing")
+            )
+            rows = exports.records(db.session(), briefing, "all")
+            first = next(rows)
+            started = time.monotonic()
+            sign_up(web.test_client(), "during@example.com")
+            assert time.monotonic() - started < 5
+            rest = list(rows)
+    finally:
+        with web.app_context():
+            db.engine().dispose()
+    emails = [row["email"] for row in [first, *rest]]
+    assert emails[:4] == [f"early{i}@example.com" for i in range(4)]
+    assert subscription_of(session, "during@example.com").status == Status.PENDING

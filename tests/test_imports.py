@@ -1,0 +1,555 @@
+"""Importing a list: the export's own format back in, refused rows, mails, CLI and browser."""
+
+import csv
+import io
+import re
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+
+from newsletters import cli, db, editors, exports, imports
+from newsletters.models import (
+    ConsentEvent,
+    ExportRecord,
+    Newsletter,
+    OutboxMessage,
+    Source,
+    Status,
+    Subscriber,
+    Subscription,
+)
+
+COMPARED = [column for column in exports.COLUMNS if column != "unsubscribe_url"]
+HEADER = ",".join(exports.COLUMNS)
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def add(session, slug, email, **columns) -> Subscription:
+    """Add a subscription of ``email`` to the newsletter ``slug`` as it would be stored."""
+    newsletter = session.scalar(sa.select(Newsletter).where(Newsletter.slug == slug))
+    subscriber = session.scalar(sa.select(Subscriber).where(Subscriber.email == email))
+    subscription = Subscription(
+        newsletter=newsletter, subscriber=subscriber or Subscriber(email=email), **columns
+    )
+    session.add(subscription)
+    session.commit()
+    return subscription
+
+
+def export_csv(app, slug: str) -> str:
+    """Return the whole list of ``slug`` (every status) as the CSV export writes it."""
+    with app.app_context():
+        session = db.session()
+        newsletter = session.scalar(sa.select(Newsletter).where(Newsletter.slug == slug))
+        return "".join(exports.csv_chunks(exports.records(session, newsletter, "all")))
+
+
+def run_import(app, text: str, slug="briefing", **options) -> imports.ImportReport:
+    """Import ``text`` into ``slug`` the way the CLI and the admin view do, and commit."""
+    with app.app_context():
+        session = db.session()
+        newsletter = session.scalar(sa.select(Newsletter).where(Newsletter.slug == slug))
+        report = imports.import_csv(session, newsletter, io.StringIO(text, newline=""), **options)
+        session.commit()
+        return report
+
+
+def refusals(report) -> list[tuple[int, str, str]]:
+    return [(r.line, r.email, r.reason) for r in report.refused]
+
+
+def rows_of(text: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def count(session, model) -> int:
+    return session.scalar(sa.select(sa.func.count()).select_from(model))
+
+
+@pytest.fixture
+def copy(session, newsletter):
+    """Add a second, empty newsletter 'copy' to import into."""
+    session.add(Newsletter(slug="copy", name="Copy"))
+    session.commit()
+    return "copy"
+
+
+def test_exported_list_imported_into_a_fresh_newsletter_exports_identically(
+    app, session, newsletter, copy
+):
+    add(
+        session,
+        "briefing",
+        "confirmed@example.com",
+        name="Ada Lovelace",
+        status=Status.CONFIRMED,
+        source=Source.FORM,
+        optin_at=at("2024-05-01T09:30:00"),
+        optin_ip="203.0.113.5",
+        confirmed_at=at("2024-05-01T09:41:07"),
+        confirm_ip="2001:db8::1",
+    )
+    add(
+        session,
+        "briefing",
+        "pending@example.com",
+        status=Status.PENDING,
+        source=Source.EMBED,
+        optin_at=at("2024-06-02T10:00:00"),
+        optin_ip="198.51.100.7",
+    )
+    add(
+        session,
+        "briefing",
+        "left@example.com",
+        name="Émile Zola",
+        status=Status.UNSUBSCRIBED,
+        source=Source.API,
+        optin_at=at("2023-01-01T00:00:00"),
+        confirmed_at=at("2023-01-01T00:05:00"),
+        unsubscribed_at=at("2024-02-29T23:59:59"),
+    )
+    add(session, "briefing", "legacy@example.com", status=Status.CONFIRMED, source=Source.IMPORT)
+    add(
+        session,
+        "briefing",
+        "-dash@example.com",
+        name='=HYPERLINK("http://evil.example","click")',
+        status=Status.CONFIRMED,
+        source=Source.FORM,
+    )
+    original = export_csv(app, "briefing")
+    assert "'-dash@example.com" in original and "'=HYPERLINK" in original
+
+    report = run_import(app, original, slug="copy")
+
+    assert (report.taken, report.refused, report.mails_queued) == (5, [], 0)
+    before, after = rows_of(original), rows_of(export_csv(app, "copy"))
+    assert [[row[c] for c in COMPARED] for row in after] == [
+        [row[c] for c in COMPARED] for row in before
+    ]
+    assert all(row["unsubscribe_url"].startswith("https://news.example.org/") for row in after)
+    assert {row["unsubscribe_url"] for row in after}.isdisjoint(
+        row["unsubscribe_url"] for row in before
+    )
+    assert count(session, Subscriber) == 5
+
+
+def test_formula_neutralised_name_is_stored_as_the_name_itself(app, session, newsletter):
+    name = "=SUM(A1:A9)"
+    text = HEADER + "\r\n" + f"sum@example.com,'{name},confirmed,,,,,,,\r\n"
+
+    run_import(app, text)
+
+    assert session.scalar(sa.select(Subscription.name)) == name
+    assert rows_of(export_csv(app, "briefing"))[0]["name"] == "'" + name
+
+
+def test_each_refused_row_is_reported_with_its_line_and_why(app, session, newsletter):
+    text = (
+        "email,name,status,optin_at,optin_ip\n"
+        "good@example.com,Good,,,\n"
+        "not-an-address,,,,\n"
+        "bad-date@example.com,,,yesterday,\n"
+        "bad-ip@example.com,,,,300.1.2.3\n"
+        "bad-status@example.com,,subscribed,,\n"
+        "GOOD@example.com,Again,,,\n"
+        ",Nobody,,,\n"
+        '"multi@example.com","two\nlines",,,\n'
+        "after@example.com,,,,\n"
+        "future@example.com,,,2999-01-01T00:00:00Z,\n"
+        "shifted@example.com,Smith, John,confirmed,,\n"
+    )
+
+    report = run_import(app, text)
+
+    assert report.taken == 2
+    assert report.already == 0 and report.invalid == 9
+    lines = {line: (email, reason) for line, email, reason in refusals(report)}
+    assert sorted(lines) == [3, 4, 5, 6, 7, 8, 9, 12, 13]
+    assert lines[3][0] == "not-an-address" and "@" in lines[3][1]
+    assert lines[4] == (
+        "bad-date@example.com",
+        "optin_at “yesterday” is not an ISO 8601 time such as 2024-05-01T09:30:00Z",
+    )
+    assert lines[5] == (
+        "bad-ip@example.com",
+        "optin_ip “300.1.2.3” is not an IPv4 or IPv6 address",
+    )
+    assert lines[6] == (
+        "bad-status@example.com",
+        "status “subscribed” is not one of confirmed, pending, unsubscribed",
+    )
+    assert lines[7] == (
+        "GOOD@example.com",
+        "the address is on line 2 already; only its first row counts",
+    )
+    assert lines[8] == ("", "the email cell is empty")
+    assert lines[9][0] == "multi@example.com" and "line breaks" in lines[9][1]
+    assert "in the future" in lines[12][1]
+    assert "is a value with a comma in it not quoted?" in lines[13][1]
+    emails = session.scalars(sa.select(Subscriber.email).order_by(Subscriber.email)).all()
+    assert emails == ["after@example.com", "good@example.com"]
+
+
+def test_columns_are_matched_by_name_in_any_order_and_case(app, session, newsletter):
+    text = (
+        "\ufeff Source ,Unsubscribe_URL,Confirmed_At, EMAIL ,favourite colour\n"
+        "form,https://elsewhere.example/u/1,2024-05-01T11:30:00+02:00,Reader@Example.COM,blue\n"
+    )
+
+    report = run_import(app, text)
+
+    assert report.taken == 1 and report.ignored_columns == ["favourite colour"]
+    subscription = session.scalar(sa.select(Subscription))
+    assert subscription.subscriber.email == "reader@example.com"
+    assert subscription.status == Status.CONFIRMED
+    assert subscription.confirmed_at == at("2024-05-01T09:30:00")
+    assert subscription.source == Source.FORM
+
+
+def test_naive_times_are_taken_as_utc_and_unknown_sources_as_import(app, session, newsletter):
+    text = "email,optin_at,source\nreader@example.com,2024-05-01 09:30:00,mailchimp\n"
+
+    run_import(app, text)
+
+    subscription = session.scalar(sa.select(Subscription))
+    assert subscription.optin_at == at("2024-05-01T09:30:00")
+    assert subscription.source == Source.IMPORT
+    assert subscription.status == Status.PENDING
+    [event] = session.scalars(sa.select(ConsentEvent)).all()
+    assert event.source == "import"
+    assert "optin_at=2024-05-01T09:30:00Z" in event.detail
+    assert "source given: mailchimp" in event.detail
+
+
+def test_row_without_evidence_is_kept_and_its_event_says_so(app, session, newsletter):
+    run_import(app, "email,status\nold@example.com,confirmed\n")
+
+    subscription = session.scalar(sa.select(Subscription))
+    assert subscription.status == Status.CONFIRMED
+    assert subscription.source == Source.IMPORT
+    assert subscription.optin_at is None and subscription.unsubscribe_token_id is not None
+    [event] = session.scalars(sa.select(ConsentEvent)).all()
+    assert (event.status, event.source) == (Status.CONFIRMED, "import")
+    assert event.detail == "imported from a CSV without evidence of consent"
+
+
+def test_address_already_on_the_list_is_left_unchanged_and_reported(app, session, newsletter):
+    add(session, "briefing", "known@example.com", name="Kept", status=Status.UNSUBSCRIBED)
+    text = "email,name,status\nknown@example.com,Changed,confirmed\nnew@example.com,,\n"
+
+    report = run_import(app, text)
+
+    assert (report.taken, report.already, report.invalid) == (1, 1, 0)
+    assert refusals(report) == [(2, "known@example.com", "already on this list (unsubscribed)")]
+    known = session.scalar(
+        sa.select(Subscription).join(Subscriber).where(Subscriber.email == "known@example.com")
+    )
+    assert (known.name, known.status) == ("Kept", Status.UNSUBSCRIBED)
+
+
+def test_subscriber_of_another_newsletter_is_reused(app, session, newsletter, copy):
+    add(session, "copy", "both@example.com", status=Status.CONFIRMED)
+
+    report = run_import(app, "email\nboth@example.com\n")
+
+    assert report.taken == 1
+    assert count(session, Subscriber) == 1 and count(session, Subscription) == 2
+
+
+def test_address_listed_by_a_signup_during_the_import_is_reported_not_doubled(
+    app, session, newsletter, monkeypatch
+):
+    # A signup lists the address after the batch's lookup: the batch's insert then fails, and
+    # the import settles that batch row by row.
+    add(session, "briefing", "raced@example.com", status=Status.PENDING)
+    monkeypatch.setattr(imports, "_lookup", lambda *args: ({}, {}))
+
+    report = run_import(app, "email\nfresh@example.com\nraced@example.com\n")
+
+    assert (report.taken, report.already) == (1, 1)
+    assert refusals(report) == [(3, "raced@example.com", "already on this list (pending)")]
+    assert count(session, Subscriber) == 2 and count(session, Subscription) == 2
+
+
+def test_a_large_file_is_written_in_batches_not_a_query_per_row(app, session, newsletter):
+    text = "email,name\n" + "".join(f"reader{n}@example.com,Reader {n}\n" for n in range(1200))
+    add(session, "briefing", "reader7@example.com", status=Status.CONFIRMED)
+    statements = []
+    steps = []
+
+    with app.app_context():
+        engine = db.engine()
+        sa.event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        session_ = db.session()
+        newsletter_ = session_.scalar(sa.select(Newsletter))
+        report = imports.import_csv(
+            session_, newsletter_, io.StringIO(text, newline=""), progress=steps.append
+        )
+        session_.commit()
+
+    assert (report.taken, report.already) == (1199, 1)
+    assert count(session, Subscription) == 1200 and count(session, ConsentEvent) == 1199
+    selects = [statement for statement in statements if statement.startswith("SELECT")]
+    assert len(selects) <= 1 + 2 * 3, selects  # the newsletter, then a lookup per batch
+    if app.config["DATABASE_URL"].startswith("postgresql"):
+        # One multi-row INSERT per table and batch; SQLite's driver inserts row by row.
+        assert len(statements) < 40, len(statements)
+    assert sum(steps) == 1201 and len(steps) == 3
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "The file is empty"),
+        (b"\r\n\r\n", "The file is empty"),
+        (b"address,name\nreader@example.com,Reader\n", "no “email” column (its columns: address"),
+        (b"reader@example.com,Reader\n", "holds an address, not column names"),
+        (b"email;name\nreader@example.com;Reader\n", "separated by semicolons, not commas"),
+        ("email,name\nj\xf6rg@example.com,J\xf6rg\n".encode("latin-1"), "not UTF-8"),
+        (b"email,email\nreader@example.com,reader@example.com\n", "appears twice"),
+        (b",".join([b"email"] + [b"c%d" % n for n in range(200)]) + b"\n", "201 columns"),
+    ],
+)
+def test_unusable_file_is_refused_whole_and_changes_nothing(
+    app, session, newsletter, content, message
+):
+    with app.app_context():
+        session_ = db.session()
+        newsletter_ = session_.scalar(sa.select(Newsletter))
+        text = io.TextIOWrapper(io.BytesIO(content), encoding="utf-8", newline="")
+        with pytest.raises(imports.ImportRefused, match=re.escape(message)):
+            imports.import_csv(session_, newsletter_, text)
+        session_.rollback()
+    assert count(session, Subscriber) == 0
+
+
+def test_non_utf8_bytes_late_in_a_long_file_refuse_it_whole(app, session, newsletter):
+    content = b"email\n" + b"".join(b"r%d@example.com\n" % n for n in range(2000)) + b"\xff\n"
+    with app.app_context():
+        session_ = db.session()
+        newsletter_ = session_.scalar(sa.select(Newsletter))
+        text = io.TextIOWrapper(io.BytesIO(content), encoding="utf-8", newline="")
+        with pytest.raises(imports.ImportRefused, match="not UTF-8"):
+            imports.import_csv(session_, newsletter_, text)
+        session_.rollback()
+    assert count(session, Subscriber) == 0
+
+
+MIXED = (
+    "email,status,confirmed_at\n"
+    "confirmed@example.com,confirmed,2024-05-01T09:30:00Z\n"
+    "pending@example.com,pending,\n"
+    "unknown@example.com,,\n"
+    "left@example.com,unsubscribed,\n"
+)
+
+
+def test_import_queues_no_mail_unless_asked(app, session, newsletter):
+    report = run_import(app, MIXED)
+
+    assert report.taken == 4 and report.mails_queued == 0
+    assert count(session, OutboxMessage) == 0
+
+
+def test_send_confirmation_mails_each_pending_row_once_through_the_signup(app, session, newsletter):
+    report = run_import(app, MIXED, send_confirmation=True)
+
+    assert (report.taken, report.mails_queued) == (4, 2)
+    mails = session.scalars(sa.select(OutboxMessage.recipient).order_by("recipient")).all()
+    assert mails == ["pending@example.com", "unknown@example.com"]
+    statuses = dict(
+        session.execute(sa.select(Subscriber.email, Subscription.status).join(Subscription)).all()
+    )
+    assert statuses == {
+        "confirmed@example.com": Status.CONFIRMED,
+        "pending@example.com": Status.PENDING,
+        "unknown@example.com": Status.PENDING,
+        "left@example.com": Status.UNSUBSCRIBED,
+    }
+    pending = session.scalar(
+        sa.select(Subscription).join(Subscriber).where(Subscriber.email == "pending@example.com")
+    )
+    assert pending.source == Source.IMPORT and pending.optin_at is not None
+
+
+def test_send_confirmation_obeys_the_signup_throttle(app, session, newsletter):
+    # A signup to another newsletter a moment ago used up this address's daily budget.
+    subscriber = Subscriber(
+        email="busy@example.com",
+        mail_window_start=datetime.now(UTC),
+        mails_in_window=app.config["CONFIRM_MAILS_PER_DAY"],
+    )
+    session.add(subscriber)
+    session.commit()
+
+    report = run_import(app, "email\nbusy@example.com\n", send_confirmation=True)
+
+    assert (report.taken, report.mails_queued) == (1, 0)
+    assert count(session, OutboxMessage) == 0
+
+
+def write(tmp_path, text: str | bytes):
+    path = tmp_path / "list.csv"
+    if isinstance(text, str):
+        text = text.encode()
+    path.write_bytes(text)
+    return path
+
+
+def test_cli_import_prints_the_report_and_succeeds_with_refused_rows(
+    runner, session, newsletter, tmp_path
+):
+    add(session, "briefing", "known@example.com", status=Status.CONFIRMED)
+    path = write(
+        tmp_path,
+        "email,name,colour\nnew@example.com,New,red\nnot-an-address,,\nknown@example.com,,\n",
+    )
+
+    result = runner.invoke(args=["import", "briefing", str(path)])
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "taken 1, already on the list 1, refused 1\n"
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("line 3: not-an-address: ")
+    assert lines[1] == "line 4: known@example.com: already on this list (confirmed)"
+    assert lines[2] == "columns ignored: colour"
+    assert count(session, Subscription) == 2
+
+
+def test_cli_import_reads_stdin_and_can_send_confirmations(runner, session, newsletter):
+    result = runner.invoke(
+        args=["import", "briefing", "-", "--send-confirmation"],
+        input=b"email\nreader@example.com\n",
+    )
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        "taken 1, already on the list 0, refused 0, confirmation mails queued 1\n"
+    )
+    assert count(session, OutboxMessage) == 1
+
+
+def test_cli_import_of_an_unusable_file_fails_and_imports_nothing(
+    runner, session, newsletter, tmp_path
+):
+    path = write(tmp_path, b"email\nbefore@example.com\ncaf\xe9@example.com\n")
+
+    result = runner.invoke(args=["import", "briefing", str(path)])
+
+    assert result.exit_code == 1
+    assert "list.csv: The file is not UTF-8 text." in result.stderr
+    assert "Nothing was imported." in result.stderr
+    assert count(session, Subscriber) == 0
+
+
+def test_cli_import_into_an_unknown_newsletter_fails(runner, newsletter, tmp_path):
+    result = runner.invoke(args=["import", "nope", str(write(tmp_path, "email\n"))])
+
+    assert result.exit_code == 1
+    assert "there is no newsletter 'nope'" in result.stderr
+
+
+def test_cli_import_and_export_draw_a_progress_bar_only_for_a_terminal(
+    runner, session, newsletter, tmp_path, monkeypatch
+):
+    path = write(tmp_path, "email\n" + "".join(f"r{n}@example.com\n" for n in range(1100)))
+    bars = []
+    original = cli._progress
+
+    def recording(length, label, every=1):
+        bars.append((length, label))
+        return original(length, label, every)
+
+    monkeypatch.setattr(cli, "_progress", recording)
+    assert runner.invoke(args=["import", "briefing", str(path)]).exit_code == 0
+    monkeypatch.setattr(cli, "_on_terminal", lambda: True)
+    out = tmp_path / "out.csv"
+    assert (
+        runner.invoke(args=["export", "briefing", "--status", "all", "-o", str(out)]).exit_code == 0
+    )
+    path.write_text("email\nlast@example.com\n")
+    result = runner.invoke(args=["import", "briefing", str(path)])
+
+    assert result.exit_code == 0, result.output
+    assert bars == [
+        (None, "importing into briefing"),
+        (1100, "exporting briefing"),
+        (2, "importing into briefing"),
+    ]
+    assert len(out.read_text().splitlines()) == 1101
+
+
+def test_cli_export_records_who_took_the_list(runner, session, newsletter):
+    add(session, "briefing", "a@example.com", status=Status.CONFIRMED)
+    add(session, "briefing", "b@example.com", status=Status.PENDING)
+
+    result = runner.invoke(args=["export", "briefing", "--format", "jsonl"])
+
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 1
+    record = session.scalar(sa.select(ExportRecord))
+    assert (record.via, record.editor_id, record.status, record.format, record.rows) == (
+        "cli",
+        None,
+        "confirmed",
+        "jsonl",
+        1,
+    )
+
+
+@pytest.fixture
+def editor_client(app, client, newsletter):
+    """Return the test client logged in as an editor of 'briefing'."""
+    with app.app_context():
+        session = db.session()
+        briefing = session.scalar(sa.select(Newsletter))
+        editors.create(
+            session, "editor@example.com", "long enough password", newsletters=[briefing]
+        )
+        session.commit()
+    response = client.post(
+        "/admin/login", data={"email": "editor@example.com", "password": "long enough password"}
+    )
+    assert response.status_code == 303
+    return client
+
+
+def upload(client, content: bytes, **fields):
+    return client.post(
+        "/admin/n/briefing/import",
+        data={"file": (io.BytesIO(content), "list.csv"), **fields},
+        content_type="multipart/form-data",
+    )
+
+
+@pytest.mark.settings(WTF_CSRF_ENABLED=False)
+def test_editor_uploads_a_csv_and_sees_the_report(editor_client, session):
+    add(session, "briefing", "known@example.com", status=Status.CONFIRMED)
+    content = b"email,name\nnew@example.com,New\nnot-an-address,\nknown@example.com,\n"
+
+    response = upload(editor_client, content, send_confirmation="y")
+
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200, page
+    assert "<b>1</b> rows taken" in page
+    assert "<b>1</b> already on the list" in page
+    assert "<b>1</b> refused" in page
+    assert "1 confirmation mails queued" in page
+    assert "<td>3</td><td>not-an-address</td>" in page
+    assert "already on this list (confirmed)" in page
+    assert count(session, OutboxMessage) == 1
+
+
+@pytest.mark.settings(WTF_CSRF_ENABLED=False)
+def test_editor_upload_of_an_unusable_file_shows_why(editor_client, session):
+    response = upload(editor_client, b"\xff\xfee\x00m\x00a\x00i\x00l\x00\n\x00")
+
+    assert response.status_code == 400
+    assert "The file is not UTF-8 text." in response.get_data(as_text=True)
+    assert count(session, Subscriber) == 0
