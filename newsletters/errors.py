@@ -46,11 +46,11 @@ def too_large(exc: RequestEntityTooLarge):
     size = current_app.config["MAX_CONTENT_LENGTH"]
     parts = current_app.config.get("MAX_FORM_PARTS")
     limits = [f"{size // 1024} KB" if size else None, f"{parts} fields" if parts else None]
-    shown = " and ".join(limit for limit in limits if limit) or "less"
+    shown = " and ".join(limit for limit in limits if limit)
+    at_most = f": send at most {shown}" if shown else ""
     return _answer(
         RequestEntityTooLarge(
-            f"The request is too large: send at most {shown}. "
-            "Nothing was saved; send only the form's fields."
+            f"The request is too large{at_most}. Nothing was saved; send only the form's fields."
         )
     )
 

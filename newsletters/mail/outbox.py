@@ -19,9 +19,6 @@ from ..db import utcnow
 from ..models import OutboxMessage, OutboxState, TransportStatus
 from . import messages, suppressions
 
-# Used while config.DEFAULTS has no OUTBOX_MAX_AGE_HOURS; NEWSLETTERS_OUTBOX_MAX_AGE_HOURS sets it.
-MAX_AGE_HOURS = 48
-
 
 def enqueue(session: Session, kind: str, recipient: str, payload: dict) -> OutboxMessage:
     """Add a message to the outbox in the caller's transaction."""
@@ -143,7 +140,7 @@ def park_expired(session: Session) -> int:
 
 def max_age() -> timedelta:
     """Return how long a message may wait in the queue before it is given up."""
-    return timedelta(hours=current_app.config.get("OUTBOX_MAX_AGE_HOURS", MAX_AGE_HOURS))
+    return timedelta(hours=current_app.config["OUTBOX_MAX_AGE_HOURS"])
 
 
 def backoff(attempts: int) -> timedelta:

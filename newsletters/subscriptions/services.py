@@ -26,6 +26,7 @@ from ..models import (
     Status,
     Subscriber,
     Subscription,
+    Suppression,
     Token,
     TokenPurpose,
 )
@@ -425,6 +426,7 @@ def erase(session: Session, subscription: Subscription) -> bool:
             sa.or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < now),
         )
     )
+    session.execute(sa.delete(Suppression).where(Suppression.email == subscriber.email))
     session.execute(sa.delete(Subscriber).where(Subscriber.id == subscriber.id))
     session.flush()
     return True
