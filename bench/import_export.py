@@ -203,8 +203,8 @@ def report(results: list[dict]) -> str:
         "- The export's memory is flat: its peak does not grow with the list.",
         "- The import's peak grows with the file, by about 150 bytes a row: it keeps every "
         "address it has read, to refuse a second row of the same address, and the report's "
-        "list of rows not taken. Its batches (500 rows: one lookup, then multi-row INSERTs) "
-        "keep the rest flat.",
+        "list of rows not taken. Its batches (500 rows: two indexed lookups, then bulk "
+        "INSERTs) keep the rest flat.",
         "- PostgreSQL: an export of every status (`--status all`) just after a big import "
         "is slow until the statistics know the new rows: each batch of the keyset query "
         "(`newsletter_id = ? AND id > ? ORDER BY id LIMIT 1000`) then joins and sorts all "

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, current_app, request
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -30,6 +30,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)
 
     db.init_app(app)
+    # Before CSRFProtect, whose check parses the body under the app-wide size limit.
+    app.before_request(_allow_large_imports)
     csrf.init_app(app)
 
     from . import admin, errors, health
@@ -56,6 +58,12 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     register(app)
     return app
+
+
+def _allow_large_imports():
+    # Every other body is small (MAX_CONTENT_LENGTH); an editor's CSV upload is not.
+    if request.endpoint == "admin.import_":
+        request.max_content_length = current_app.config["IMPORT_MAX_BYTES"]
 
 
 def _deny_framing_by_default(response):

@@ -125,6 +125,8 @@ class Subscription(Base):
         sa.UniqueConstraint("newsletter_id", "subscriber_id"),
         # Exports and lists walk one newsletter's rows of one status in id order.
         sa.Index("ix_subscription_list", "newsletter_id", "status", "id"),
+        # ... and all of one newsletter's rows in id order (exports with status=all).
+        sa.Index("ix_subscription_newsletter_order", "newsletter_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

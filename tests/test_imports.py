@@ -553,3 +553,17 @@ def test_editor_upload_of_an_unusable_file_shows_why(editor_client, session):
     assert response.status_code == 400
     assert "The file is not UTF-8 text." in response.get_data(as_text=True)
     assert count(session, Subscriber) == 0
+
+
+@pytest.mark.settings(WTF_CSRF_ENABLED=False)
+def test_editor_uploads_a_list_larger_than_the_limit_for_other_requests(
+    app, editor_client, session
+):
+    rows = "".join(f"reader{i:05d}@example.com,Reader {i}\n" for i in range(5000))
+    content = ("email,name\n" + rows).encode()
+    assert len(content) > app.config["MAX_CONTENT_LENGTH"]
+
+    response = upload(editor_client, content)
+
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    assert count(session, Subscriber) == 5000

@@ -17,6 +17,8 @@ from ..subscriptions import services
 from . import bp, done, editable_newsletter
 
 PAGE_SIZE = 50
+# As many addresses matching a search as make the newest-first walk find a page of them soon.
+DENSE = 10_000
 STATUSES = tuple(status.value for status in Status)
 
 
@@ -41,12 +43,17 @@ def list_page(
     Newest first by id, so each page is one index range however deep it lies, where an
     OFFSET would walk every row before it.
     """
-    # SQLite plans without statistics: given a prefix, it would still walk the whole list in
-    # id order and test each address, seconds at a million rows when few match. A unary + on
-    # the list's own columns (SQLite's documented way to keep a term from an index) makes it
-    # start from the matching addresses instead, so a search costs what it finds. PostgreSQL
-    # has statistics and picks either way well by itself.
-    address_first = bool(prefix) and session.get_bind().dialect.name == "sqlite"
+    matching = _starts_with(session, Subscriber.email, prefix) if prefix else []
+    # SQLite plans without statistics: given a prefix, it walks the list newest first and
+    # tests each address, which takes a whole scan of a big list when few addresses match.
+    # Then a unary + on the list's own columns (SQLite's documented way to keep a term from
+    # an index) makes it start from the matching addresses instead. PostgreSQL has
+    # statistics and picks either way well by itself.
+    address_first = (
+        bool(prefix)
+        and session.get_bind().dialect.name == "sqlite"
+        and _few_match(session, matching)
+    )
     own = _not_indexed if address_first else _as_is
     query = (
         sa.select(Subscription)
@@ -61,9 +68,15 @@ def list_page(
     if after is not None:
         query = query.where(own(Subscription.id) < after)
     if prefix:
-        query = query.where(*_starts_with(session, Subscriber.email, prefix))
+        query = query.where(*matching)
     rows = session.scalars(query).all()
     return Page(list(rows[:size]), rows[size - 1].id if len(rows) > size else None)
+
+
+def _few_match(session: Session, matching: list[sa.ColumnElement]) -> bool:
+    """Tell whether fewer than ``DENSE`` addresses match: a look at the index, no more."""
+    probe = sa.select(Subscriber.id).where(*matching).limit(DENSE).subquery()
+    return session.scalar(sa.select(sa.func.count()).select_from(probe)) < DENSE
 
 
 def _not_indexed(column) -> sa.ColumnElement:
