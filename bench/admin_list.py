@@ -205,6 +205,9 @@ def measure(app, rows: int) -> list[tuple[str, list[float], str]]:
         f"prefix search q={someone!r} (one match)": lambda: list_page(
             session, newsletter, prefix=someone
         ),
+        "prefix search q='carla.novak5' (~1,400 match, most among older rows)": lambda: list_page(
+            session, newsletter, prefix="carla.novak5"
+        ),
         "prefix search q='anna.' (1 in 10 rows match)": lambda: list_page(
             session, newsletter, prefix="anna."
         ),

@@ -6,6 +6,9 @@ Run from the repository's root (PostgreSQL must answer; the database named by
     .venv/bin/python bench/load_signups.py
     .venv/bin/python bench/load_signups.py --requests 2000 --no-write    # a quick check
 
+About 5 minutes on 2 otherwise idle CPUs; the signup phase stops at --time-limit (600 s)
+whatever happens, and a run cut short fails.
+
 What it does, all on loopback:
 
 1. drops and creates the database, runs ``newsletters db upgrade`` and
@@ -100,23 +103,22 @@ def free_port() -> int:
 
 
 def recreate_database(url: str) -> None:
-    """Drop and create the database that ``url`` names, through the server's 'postgres' db."""
+    """Drop and create the database that ``url`` names."""
     target = sa.engine.make_url(url)
     if not target.drivername.startswith("postgresql") or not target.database:
         raise SetupFailed(f"--database-url must name a PostgreSQL database, got {url!r}")
-    admin = target.set(drivername="postgresql", database="postgres")
-    name = sql.Identifier(target.database)
-    with connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    drop_database(url, create=True)
 
 
-def drop_database(url: str) -> None:
+def drop_database(url: str, create: bool = False) -> None:
+    """Drop the database that ``url`` names (and create it anew), from the server's 'postgres'."""
     target = sa.engine.make_url(url)
     admin = target.set(drivername="postgresql", database="postgres")
     name = sql.Identifier(target.database)
     with connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+        if create:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
 
 
 class Stack:
@@ -322,7 +324,7 @@ class Load:
                 outcome.statuses += statuses
                 outcome.errors += errors
 
-        threads = [threading.Thread(target=client) for _ in range(self.concurrency)]
+        threads = [threading.Thread(target=client, daemon=True) for _ in range(self.concurrency)]
         began = time.perf_counter()
         for thread in threads:
             thread.start()
@@ -390,6 +392,37 @@ def _expect_redirect(response, thanks: str) -> str | None:
     return None
 
 
+class WaitSampler(threading.Thread):
+    """Sample what this database's busy sessions wait on, every quarter second, until stopped."""
+
+    def __init__(self, engine: sa.Engine):
+        super().__init__(daemon=True)
+        self.engine, self.samples, self.seen = engine, 0, Counter()
+        self.done = threading.Event()
+
+    def run(self):
+        query = sa.text(
+            "SELECT coalesce(wait_event_type || '/' || wait_event, 'on CPU'),"
+            " upper(split_part(ltrim(query), ' ', 1))"
+            " FROM pg_stat_activity WHERE datname = current_database()"
+            " AND state = 'active' AND pid <> pg_backend_pid()"
+        )
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            while not self.done.wait(0.25):
+                self.samples += 1
+                self.seen.update(f"{wait} in {verb}" for wait, verb in conn.execute(query))
+
+    def summary(self, top: int = 4) -> str:
+        total = sum(self.seen.values())
+        if not total:
+            return "-"
+        shown = [f"{what} {n / total:.0%}" for what, n in self.seen.most_common(top)]
+        return (
+            f"{total / self.samples:.2f} busy at a time on average ({self.samples:,} samples);"
+            f" of their time: {', '.join(shown)}"
+        )
+
+
 # --- waiting and verifying ---------------------------------------------------------------
 
 
@@ -449,9 +482,9 @@ def verify(engine: sa.Engine, signups: list[Signup], sent: int, mails: MailCount
     if subscribers != len(addresses):
         failures.append(f"{subscribers} subscribers stored, {len(addresses)} distinct addresses")
 
-    pending, failed = outbox_states.get("pending", 0), outbox_states.get("failed", 0)
-    if pending or failed:
-        failures.append(f"outbox not clean: {pending} pending, {failed} failed")
+    unsent = {state: n for state, n in outbox_states.items() if state != "sent"}
+    if unsent:
+        failures.append(f"outbox not clean: {unsent}")
     if outbox_states.get("sent", 0) != len(addresses):
         failures.append(f"{outbox_states.get('sent', 0)} outbox rows sent, want {len(addresses)}")
 
@@ -504,6 +537,7 @@ def report(args, baseline: Outcome, load: Outcome, checked: dict, times: dict) -
     base_rps = len(baseline.latencies) / baseline.elapsed
     load_rps = len(load.latencies) / load.elapsed
     delay = checked["mail_delay"]
+    ceiling = os.cpu_count() * load.sent / max(1e-9, sum(times["cpu"].values()))
     pg = times["postgres"]
     verdict = "passed" if not checked["failures"] else "FAILED: " + "; ".join(checked["failures"])
     kinds = Counter("JSON" if s.as_json else "form" for s in times["signups"][: load.sent])
@@ -513,12 +547,15 @@ def report(args, baseline: Outcome, load: Outcome, checked: dict, times: dict) -
         SECTION,
         "",
         f"`bench/load_signups.py --requests {args.requests} --concurrency {args.concurrency}`,"
-        f" {time.strftime('%Y-%m-%d')}, Python {platform.python_version()} on"
-        f" {platform.machine()} ({os.cpu_count()} CPUs), {pg}, gunicorn {version('gunicorn')}"
+        f" {time.strftime('%Y-%m-%d')}, code at {times['revision']},"
+        f" Python {platform.python_version()} on {platform.machine()} ({os.cpu_count()} CPUs),"
+        f" {pg}, gunicorn {version('gunicorn')}"
         f" (`-w {GUNICORN_WORKERS} --threads {GUNICORN_THREADS}`, gthread),"
         f" {MAIL_WORKERS} `newsletters worker` processes, an aiosmtpd server in the driving"
         " process. Everything, the load generator included, shares the same CPUs on loopback;"
-        " rate limits off (every request comes from 127.0.0.1).",
+        " rate limits off (every request comes from 127.0.0.1). Other work on the machine"
+        " takes CPUs from the stack: the rows on CPU share and load average below say how"
+        " much, and the ceiling row estimates the throughput on dedicated CPUs.",
         "",
         f"Load: {load.sent:,} signups over {args.concurrency} keep-alive connections"
         f" ({kinds['form']:,} form posts answered 303, {kinds['JSON']:,} JSON posts answered"
@@ -545,7 +582,7 @@ def report(args, baseline: Outcome, load: Outcome, checked: dict, times: dict) -
         f"| outbox after the run | {outbox_cell} |",
         f"| outbox drained after the load ended in | {times['drain']:.1f} s |",
         "| mail delay (outbox row written to sent), p50 / p95 / p99 |"
-        + " / ".join(f" {d:.1f} s" if d is not None else " -" for d in delay)
+        + " /".join(f" {d:.1f} s" if d is not None else " -" for d in delay)
         + " |",
         "| CPU per signup: gunicorn / PostgreSQL backends / mail workers / load generator |"
         + " /".join(
@@ -556,11 +593,27 @@ def report(args, baseline: Outcome, load: Outcome, checked: dict, times: dict) -
         f"| CPU used by the stack during the signups, of {os.cpu_count()} CPUs ×"
         f" {load.elapsed:.0f} s | {sum(times['cpu'].values()) / load.elapsed:.2f} CPUs |",
         f"| load average (1 min) when the signups began | {times['load_average']:.2f} |",
+        f"| what busy database sessions were doing during the signups | {times['waits']} |",
+        f"| ceiling if the stack had all {os.cpu_count()} CPUs ({os.cpu_count()} / CPU per"
+        " signup; an estimate that ignores waits such as WAL flushes) |"
+        f" {ceiling:,.0f} signups/s |",
         f"| whole run (database to verification) | {times['total']:.0f} s |",
         f"| verification | {verdict} |",
         "",
     ]
     return "\n".join(lines)
+
+
+def revision() -> str:
+    """Return the commit the code was run at, marked when the working tree had changes."""
+    try:
+        done = subprocess.run(
+            ["git", "describe", "--always", "--dirty=+changes"],
+            cwd=ROOT, capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+    except OSError:
+        return "an unknown commit"
+    return f"`{done.stdout.strip()}`" if done.returncode == 0 else "an unknown commit"
 
 
 def write_section(section: str) -> None:
@@ -619,6 +672,11 @@ def _own_cpu() -> float:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # Started as a background job of a non-interactive shell, this process (and so every
+    # process it starts) would ignore SIGINT, which is how the workers are stopped, as under
+    # systemd (KillSignal=SIGINT). Undo that: Ctrl-C works, and the children start with the
+    # default handling.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     began = time.perf_counter()
     run = secrets.token_hex(3)
     signups = plan(args.requests, args.seed, run)
@@ -664,7 +722,11 @@ def main(argv=None) -> int:
         cpu_before = stack.cpu_seconds(engine)
         driver_before = _own_cpu()
         deadline = time.monotonic() + args.time_limit
+        sampler = WaitSampler(engine)
+        sampler.start()
         outcome = load.run(signup_requests(signups), deadline)
+        sampler.done.set()
+        sampler.join()
         cpu = cpu_used(cpu_before, stack.cpu_seconds(engine))
         cpu["driver"] = _own_cpu() - driver_before
         print(
@@ -701,12 +763,14 @@ def main(argv=None) -> int:
         drop_database(args.database_url)
 
     times = {
+        "revision": revision(),
         "drain": drain,
         "total": time.perf_counter() - began,
         "postgres": postgres,
         "signups": signups,
         "cpu": cpu,
         "load_average": load_average,
+        "waits": sampler.summary(),
     }
     section = report(args, baseline, outcome, checked, times)
     print("\n" + section)

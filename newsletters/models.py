@@ -127,6 +127,10 @@ class Subscription(Base):
         sa.Index("ix_subscription_list", "newsletter_id", "status", "id"),
         # ... and all of one newsletter's rows in id order (exports with status=all).
         sa.Index("ix_subscription_newsletter_order", "newsletter_id", "id"),
+        # The dashboard's per-day series and confirmation rate over one newsletter's dates.
+        sa.Index("ix_subscription_optins", "newsletter_id", "optin_at", "confirmed_at"),
+        sa.Index("ix_subscription_confirmations", "newsletter_id", "confirmed_at"),
+        sa.Index("ix_subscription_unsubscribes", "newsletter_id", "unsubscribed_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -151,7 +151,8 @@ STYLES = {
 
 def chart(days: list[Day], width: int = 720, height: int = 280) -> Chart:
     """Lay out ``days`` as three lines over a shared day axis and a count axis from zero."""
-    left, right, top, bottom = 48, width - 16, 40, height - 48
+    # Room on the right for half of the last day's label, centred under its point.
+    left, right, top, bottom = 48, width - 28, 40, height - 48
     highest = max((getattr(d, key) for d in days for key, _c, _l in SERIES), default=0)
     step, ceiling = _scale(highest)
 

@@ -3,8 +3,10 @@ double, no 500s.
 
 The end state of racing links is defined: an unsubscription always wins over a confirmation
 racing it. Whichever commits first, the subscription ends ``unsubscribed`` with its
-``unsubscribed_at``; the confirmation link confirms at most once, and if it did, before the
-unsubscription (then ``confirmed_at`` is kept as history, earlier than ``unsubscribed_at``).
+``unsubscribed_at``; the confirmation link confirms at most once, and if it did, its consent
+event comes before the unsubscription's and ``confirmed_at`` stays as history. The events'
+order is the order of the commits; the two timestamps are each request's own clock, read
+before it waited for the other's lock, so they may be a few milliseconds out of that order.
 """
 
 import json
@@ -218,11 +220,13 @@ def test_confirming_and_unsubscribing_at_once_ends_unsubscribed(app, server, ses
         ).one()
         assert subscription.status == Status.UNSUBSCRIBED
         assert subscription.unsubscribed_at is not None
-        history = Counter(e.status for e in subscription.events)
-        assert history[Status.UNSUBSCRIBED] == 1
-        assert history[Status.CONFIRMED] == answers[("confirm", 200)]
+        order = [e.status for e in sorted(subscription.events, key=lambda e: e.id)]
+        history = Counter(order)
+        assert history[Status.UNSUBSCRIBED] == 1, order
+        assert history[Status.CONFIRMED] == answers[("confirm", 200)], (order, answers)
+        assert order[-1] == Status.UNSUBSCRIBED, order
         if history[Status.CONFIRMED]:
-            assert subscription.confirmed_at < subscription.unsubscribed_at
+            assert subscription.confirmed_at is not None
         else:
             assert subscription.confirmed_at is None
         [used] = session.scalars(

@@ -733,3 +733,21 @@ def test_control_characters_in_the_user_agent_are_dropped(client, newsletter, se
 
 def test_nul_in_query_strings_is_no_error(client, newsletter):
     assert client.get("/thanks?n=brief%00ing").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/admin/n/brief%00ing/", "/admin/n/brief%00ing/subscribers", "/admin/n/brief%00ing/settings"],
+    ids=["dashboard", "subscribers", "settings"],
+)
+def test_nul_in_the_admin_area_is_a_4xx(client, links, path):
+    assert client.post("/admin/login", data=login_form(client)).status_code == 303
+    response = client.get(path)
+    assert 400 <= response.status_code < 500
+    assert "Something went wrong on our side" not in readable_message(response)
+
+
+def test_nul_in_the_login_address_is_a_4xx(client, links):
+    response = client.post("/admin/login", data=login_form(client) | {"email": "edi\x00tor@x.org"})
+    assert 400 <= response.status_code < 500
+    assert "Something went wrong on our side" not in readable_message(response)

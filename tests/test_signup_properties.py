@@ -62,7 +62,9 @@ json_values = st.recursive(
     max_leaves=12,
 )
 # Header values as a server receives them: any Latin-1 character but line breaks.
-header_text = st.text(st.characters(max_codepoint=255, exclude_characters="\r\n"), max_size=120)
+header_text = st.sampled_from(["\x00", "1.2.3.4\x00", "x" * 600, "::1%" + "x" * 60]) | st.text(
+    st.characters(max_codepoint=255, exclude_characters="\r\n"), max_size=120
+)
 headers = st.fixed_dictionaries(
     {},
     optional={
@@ -106,9 +108,10 @@ def form_posts(draw):
 
 @st.composite
 def json_posts(draw):
-    body = draw(
-        st.dictionaries(st.sampled_from(FIELDS) | texts, json_values, max_size=6) | json_values
-    )
+    # Mostly objects with some of the known fields (each likely to be there), sometimes
+    # anything at all.
+    known = st.fixed_dictionaries({}, optional=dict.fromkeys(FIELDS, json_values))
+    body = draw(known | st.dictionaries(texts, json_values, max_size=4) | json_values)
     if isinstance(body, dict) and draw(st.booleans()):
         body["email"] = draw(st.emails())
     content_type = draw(st.sampled_from(JSON_TYPES))
@@ -156,6 +159,8 @@ def expected_signup(app, fields: dict) -> tuple[str, str | None] | None:
 
 # The fixtures (one app and database per test, not per example) are shared by the examples on
 # purpose: each example starts from what the earlier ones left, as a live service would.
+# Behind a trusted proxy, so that X-Forwarded-For (any text here) becomes the client address.
+@pytest.mark.settings(TRUSTED_PROXIES=1)
 @settings(
     max_examples=400,
     deadline=None,

@@ -14,6 +14,7 @@ from werkzeug.exceptions import BadRequest
 from .. import db, exports, stats
 from ..models import Newsletter, Status, Subscriber, Subscription
 from ..subscriptions import services
+from ..subscriptions.entry import client_ip, client_user_agent
 from . import bp, done, editable_newsletter
 
 PAGE_SIZE = 50
@@ -192,8 +193,8 @@ def subscriber_unsubscribe(slug, subscription_id):
         db.session(),
         subscription,
         current_user._get_current_object(),
-        ip=request.remote_addr,
-        user_agent=request.user_agent.string[:512] or None,
+        ip=client_ip(),
+        user_agent=client_user_agent(),
     )
     db.session().commit()
     address = subscription.subscriber.email

@@ -5,6 +5,7 @@ from flask import Blueprint, render_template, request
 from .. import db
 from ..models import Status
 from . import services
+from .entry import client_ip, client_user_agent
 
 bp = Blueprint("preferences", __name__)
 
@@ -22,14 +23,13 @@ def save(token):
     session = db.session()
     subscription = services.unsubscribe_target(session, token)
     keep = set(request.form.getlist("keep"))
-    user_agent = (request.user_agent.string or "")[:512] or None
     for other in subscription.subscriber.subscriptions:
         if str(other.id) not in keep:
             services.leave(
                 session,
                 other,
-                ip=request.remote_addr,
-                user_agent=user_agent,
+                ip=client_ip(),
+                user_agent=client_user_agent(),
                 source="preferences",
             )
     session.commit()

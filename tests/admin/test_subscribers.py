@@ -7,6 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from newsletters import db
+from newsletters.admin import subscribers
 from newsletters.admin.subscribers import _successor
 from newsletters.models import (
     ConsentEvent,
@@ -131,6 +132,21 @@ def test_search_takes_like_wildcards_literally(client, session, editor):
 
     assert [e for _, e in listed(client, f"{LIST}?q=a_")[0]] == ["a_b@example.com"]
     assert [e for _, e in listed(client, f"{LIST}?q=a%25")[0]] == ["a%c@example.com"]
+
+
+@pytest.mark.parametrize("dense", [2, 10_000], ids=["walk-the-list", "addresses-first"])
+def test_search_finds_the_same_rows_whichever_end_sqlite_starts_from(
+    client, session, editor, monkeypatch, dense
+):
+    # Below DENSE matching addresses SQLite starts from them, above it from the newest row.
+    monkeypatch.setattr(subscribers, "DENSE", dense)
+    for n in range(60):
+        add(session, "briefing", f"keep{n:02d}@example.com")
+        add(session, "briefing", f"other{n:02d}@example.com")
+
+    seen = walk(client, f"{LIST}?q=keep")
+
+    assert [e for _, e in seen] == [f"keep{n:02d}@example.com" for n in range(59, -1, -1)]
 
 
 def test_search_and_status_filter_combine_and_carry_over_to_the_next_page(client, session, editor):
