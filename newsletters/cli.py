@@ -17,7 +17,7 @@ from . import config, db, editors, exports, imports, migrations
 from .db import utcnow
 from .embed.origins import parse_origins
 from .embed.snippets import snippets
-from .mail import worker
+from .mail import transports, worker
 from .mail.commands import outbox_group
 from .models import Newsletter, Status, Subscription, Token
 
@@ -303,7 +303,10 @@ def dev(port):
     app = current_app._get_current_object()
     if app.config["BASE_URL"] == config.DEFAULTS["BASE_URL"]:
         app.config["BASE_URL"] = f"http://127.0.0.1:{port}"
-    click.echo(f"mail: {_mail_target()}; confirmation links are printed below")
+    shown = transports.from_url(app.config["MAIL_URL"]).shows_links
+    click.echo(
+        f"mail: {_mail_target()}" + ("; confirmation links are printed below" if shown else "")
+    )
     worker.start_in_thread(app, report=lambda line: click.echo(f"[mail] {line}"))
     # app.run() refuses to block inside a Flask CLI command; werkzeug's server is what it runs.
     run_simple("127.0.0.1", port, app, threaded=True)
