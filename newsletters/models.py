@@ -76,6 +76,8 @@ class Newsletter(Base):
     success_title: Mapped[str | None] = mapped_column(sa.String(200))
     success_text: Mapped[str | None] = mapped_column(sa.Text)
     confirm_subject: Mapped[str | None] = mapped_column(sa.String(200))
+    # The editor's own words at the top of the confirmation mail (never the signer's).
+    confirm_body: Mapped[str | None] = mapped_column(sa.Text)
     sender_name: Mapped[str | None] = mapped_column(sa.String(200))
     # Origins (https://www.example.com) whose pages may embed the form, read the widget's
     # answers and be returned to after a signup; empty: any page may embed, none is returned to.

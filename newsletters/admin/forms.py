@@ -59,6 +59,10 @@ class NewsletterForm(FlaskForm):
         validators=[Optional(), Length(max=4000)],
     )
     sender_name = StringField("Sender name of mails", validators=[Optional(), Length(max=200)])
+    confirm_body = TextAreaField(
+        "Confirmation mail text, above the link (plain text; empty: the standard text)",
+        validators=[Optional(), Length(max=4000)],
+    )
     confirm_subject = StringField(
         "Subject of the confirmation mail", validators=[Optional(), Length(max=200)]
     )

@@ -11,7 +11,7 @@ from . import admin_required, bp, done, editable_newsletter, visible_newsletters
 from .forms import NewsletterForm
 
 # Form fields stored as NULL when left empty, so that SPEC's default text applies.
-TEXT_FIELDS = tuple(DEFAULT_TEXTS) + ("sender_name", "confirm_subject")
+TEXT_FIELDS = tuple(DEFAULT_TEXTS) + ("sender_name", "confirm_subject", "confirm_body")
 
 
 @bp.get("/")

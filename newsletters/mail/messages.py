@@ -35,6 +35,7 @@ def render(session: Session, message: OutboxMessage) -> tuple[EmailMessage, dict
         "newsletters": newsletters,
         "confirm_url": confirm_url,
         "ttl_hours": current_app.config["CONFIRM_TTL_HOURS"],
+        "intro": (len(newsletters) == 1 and newsletters[0].confirm_body) or None,
     }
     sender = len(newsletters) == 1 and newsletters[0].sender_name
     mail = _envelope(message, subject, sender or None)
