@@ -119,6 +119,10 @@
       input.focus();
       return;
     }
+    // Clear the last answer while this one is on its way, so no stale message stands for it.
+    message.textContent = "";
+    message.className = "nl-widget__message";
+    form.setAttribute("aria-busy", "true");
     button.disabled = true;
     fetch(form.action, {
       method: "POST",
@@ -141,6 +145,7 @@
       show("Could not reach the newsletter service. Please try again.", "error");
     }).then(function () {
       button.disabled = false;
+      form.removeAttribute("aria-busy");
     });
   });
 })();

@@ -90,9 +90,14 @@ def test_widgets_form_and_iframe_on_another_origin_sign_readers_up(
     assert widgets["beta"].locator(".nl-widget__message").inner_text() == ""
 
     # A typo the browser-side check lets through is caught by the server's validation.
+    # The widget clears the last message while a request is out, so waiting for an error
+    # here waits for the server's answer, not for the browser-side one still on screen.
     alpha.get_by_label("Email (required)").fill("reader@example")
-    alpha.get_by_role("button", name="Subscribe").click()
+    with page.expect_response(lambda r: r.url.endswith("/n/alpha/subscribe")) as answer:
+        alpha.get_by_role("button", name="Subscribe").click()
+    assert answer.value.status == 400
     alpha.locator(".nl-widget__message--error").wait_for()
+    alpha.locator("form:not([aria-busy])").wait_for()
     assert (
         "Please, enter correct email address" in alpha.locator(".nl-widget__message").inner_text()
     )
