@@ -53,6 +53,8 @@ def test_an_editor_logs_in_searches_and_downloads_an_export(page, editor_setup, 
     page.get_by_role("link", name="Subscribers").click()
     page.get_by_role("searchbox").fill("anna")
     page.get_by_role("searchbox").press("Enter")
+    # The unfiltered list shows these links too: wait for the search's own page.
+    page.wait_for_url("**q=anna**")
     page.get_by_role("link", name="annabel@example.com").wait_for()
     rows = page.locator("tbody tr").all_inner_texts()
     assert any("anna@example.com" in r for r in rows)
