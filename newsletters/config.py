@@ -17,6 +17,8 @@ DEFAULTS = {
     "MAIL_FROM": "newsletters@localhost",
     "BASE_URL": "http://127.0.0.1:5000",
     "SECRET_KEY": None,
+    # Earlier secret keys, newest first: links and sessions made with them keep working.
+    "SECRET_KEY_FALLBACKS": [],
     "RATELIMIT_STORAGE_URL": "memory://",
     "RATELIMIT_ENABLED": True,
     "SIGNUP_RATE_LIMIT": "5 per minute;30 per hour",
@@ -93,6 +95,11 @@ def load(app: Flask, test_config: dict | None = None) -> None:
         app.config["MAIL_URL"] = f"file://{instance / 'mail'}"
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _development_secret(instance)
+    fallbacks = app.config["SECRET_KEY_FALLBACKS"]
+    if not isinstance(fallbacks, list) or not all(isinstance(k, str) and k for k in fallbacks):
+        raise ConfigError(
+            'NEWSLETTERS_SECRET_KEY_FALLBACKS must be a JSON list of earlier keys, like ["old-key"]'
+        )
     for name in ("CONFIRM_TTL_HOURS", "TRUSTED_PROXIES", "MAX_CONTENT_LENGTH"):
         value = app.config[name]
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:

@@ -12,9 +12,9 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from . import tokens
 from .links import external_url
 from .models import Editor, ExportRecord, Newsletter, Status, Subscriber, Subscription, Token
-from .subscriptions import tokens
 
 COLUMNS = (
     "email",
@@ -57,6 +57,8 @@ def records(session: Session, newsletter: Newsletter, status: str = "confirmed")
             Subscription.source,
             Token.purpose,
             Token.salt,
+            Token.key_id,
+            Token.digest,
         )
         .join(Subscriber, Subscription.subscriber_id == Subscriber.id)
         .outerjoin(Token, Subscription.unsubscribe_token_id == Token.id)
@@ -68,6 +70,7 @@ def records(session: Session, newsletter: Newsletter, status: str = "confirmed")
         query = query.where(Subscription.status == Status(status))
     # The URL of every row differs only in its secret: build the prefix once.
     unsubscribe_prefix = external_url("subscriptions.unsubscribe_page", token="-")[:-1]  # noqa: S106
+    derive = tokens.deriver()
     last_id = 0
     while True:
         batch = session.execute(query.where(Subscription.id > last_id)).all()
@@ -83,8 +86,9 @@ def records(session: Session, newsletter: Newsletter, status: str = "confirmed")
                 "confirm_ip": row.confirm_ip or "",
                 "unsubscribed_at": _iso(row.unsubscribed_at),
                 "source": str(row.source) if row.source else "",
-                "unsubscribe_url": (
-                    unsubscribe_prefix + tokens.derive(row.purpose, row.salt) if row.salt else ""
+                "unsubscribe_url": _link(
+                    unsubscribe_prefix,
+                    row.salt and derive(row.purpose, row.salt, row.key_id, row.digest),
                 ),
             }
         if len(batch) < BATCH:
@@ -130,6 +134,11 @@ def _drain(buffer: io.StringIO) -> str:
     buffer.seek(0)
     buffer.truncate()
     return text
+
+
+def _link(prefix: str, secret: str | None) -> str:
+    # Empty for a row without a token, or whose token's key is no longer honoured.
+    return prefix + secret if secret else ""
 
 
 def _iso(moment: datetime | None) -> str:

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from . import tokens
 from .db import utcnow
 from .exports import COLUMNS, FORMULA_STARTS
 from .models import (
@@ -28,7 +29,7 @@ from .models import (
     Subscription,
     TokenPurpose,
 )
-from .subscriptions import services, tokens
+from .subscriptions import services
 
 BATCH = 500
 # An export has ten columns; a file with hundreds is something else (or not split at commas).

@@ -93,6 +93,21 @@ class Newsletter(Base):
         return (self.allowed_origins or "").split()
 
 
+class SlugAlias(Base):
+    """A slug a newsletter had before: forms embedded on other sites still post to it."""
+
+    __tablename__ = "slug_alias"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    newsletter_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("newsletter.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    newsletter: Mapped[Newsletter] = relationship()
+
+
 class Subscriber(Base):
     """One person, by address: lower-cased and normalised, so unique."""
 
@@ -182,6 +197,9 @@ class Token(Base):
         sa.ForeignKey("subscriber.id", ondelete="CASCADE"), index=True
     )
     salt: Mapped[str] = mapped_column(sa.String(64))
+    # Which secret key derived the secret (a fingerprint, see ``tokens.key_id``), so links
+    # keep working after a rotation; None on tokens issued before keys were recorded.
+    key_id: Mapped[str | None] = mapped_column(sa.String(16))
     digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -289,14 +307,20 @@ class Editor(Base):
     # Part of the login session's identity: bumping it (a password change) ends every other
     # session of this editor.
     session_version: Mapped[int] = mapped_column(default=1)
+    # Set when an admin disabled the account: it cannot log in, its sessions and keys stop.
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     newsletters: Mapped[list[Newsletter]] = relationship(
         secondary=editor_newsletter, order_by="Newsletter.name"
     )
 
-    # Flask-Login's user protocol.
-    is_active = True
+    @property
+    def is_active(self) -> bool:
+        """Tell whether the account may be used (Flask-Login refuses inactive ones)."""
+        return self.disabled_at is None
+
+    # The rest of Flask-Login's user protocol.
     is_authenticated = True
     is_anonymous = False
 

@@ -27,7 +27,7 @@ from newsletters.models import (
     Token,
     TokenPurpose,
 )
-from newsletters.subscriptions import tokens
+from newsletters import tokens
 
 HEAD = ScriptDirectory.from_config(migrations.alembic_config()).get_current_head()
 SCRIPT = Path(sysconfig.get_path("scripts")) / "newsletters"

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from newsletters import create_app, db, exports
 from newsletters.models import Newsletter, Status, Subscriber, Subscription, Token, TokenPurpose
-from newsletters.subscriptions import tokens
+from newsletters import tokens
 
 HEADER = (
     "email,name,status,optin_at,optin_ip,confirmed_at,confirm_ip,unsubscribed_at,source,"

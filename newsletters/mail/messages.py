@@ -8,10 +8,10 @@ from email_validator import EmailNotValidError, validate_email
 from flask import current_app, render_template
 from sqlalchemy.orm import Session
 
+from .. import tokens
 from ..db import utcnow
 from ..links import external_url
 from ..models import OutboxMessage, Token
-from ..subscriptions import tokens
 
 
 class Unrenderable(Exception):
@@ -25,8 +25,13 @@ def render(session: Session, message: OutboxMessage) -> tuple[EmailMessage, dict
     token = session.get(Token, message.payload.get("token_id"))
     if token is None or not token.subscriptions:
         raise Unrenderable("the confirmation token of this mail no longer exists")
+    secret = tokens.secret_for(token)
+    if secret is None:
+        raise Unrenderable(
+            "the secret key that made this mail's link is no longer in SECRET_KEY_FALLBACKS"
+        )
     newsletters = [s.newsletter for s in token.subscriptions]
-    confirm_url = external_url("subscriptions.confirm", token=tokens.secret_for(token))
+    confirm_url = external_url("subscriptions.confirm", token=secret)
     names = ", ".join(n.name for n in newsletters)
     subject = (len(newsletters) == 1 and newsletters[0].confirm_subject) or (
         f"Confirm your subscription to {names}"

@@ -30,7 +30,7 @@ from ..models import (
     Token,
     TokenPurpose,
 )
-from . import tokens
+from .. import tokens
 
 
 class InvalidSignup(ValueError):

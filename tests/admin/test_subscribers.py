@@ -19,7 +19,7 @@ from newsletters.models import (
     Token,
     TokenPurpose,
 )
-from newsletters.subscriptions import tokens
+from newsletters import tokens
 
 from .conftest import csrf_token, login
 
