@@ -87,8 +87,10 @@ class MailCounter:
 
     async def handle_DATA(self, server, session, envelope):
         mail = message_from_bytes(envelope.content, policy=policy.default)
+        # The part of the Message-ID that the outbox row stores (the mail adds the domain).
+        unique = str(mail["Message-ID"]).strip("<>").partition("@")[0]
         for recipient in envelope.rcpt_tos:
-            self.by_recipient[recipient].append(str(mail["Message-ID"]))
+            self.by_recipient[recipient].append(unique)
         self.mails += 1
         return "250 Message accepted"
 

@@ -6,23 +6,40 @@ from flask import Flask, current_app, request
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import config, db, limits
+from . import config, db, headers, limits, logs, negotiation
 
 csrf = CSRFProtect()
 
 
 def template_folder() -> str:
     """Return the templates' folder: inside the installed package, else the source tree's."""
-    packaged = Path(__file__).parent / "templates"
+    return _shipped_folder("templates")
+
+
+def static_folder() -> str:
+    """Return the stylesheets' folder: inside the installed package, else the source tree's."""
+    return _shipped_folder("static")
+
+
+def _shipped_folder(name: str) -> str:
+    packaged = Path(__file__).parent / name
     if packaged.is_dir():
         return str(packaged)
-    return str(Path(__file__).parent.parent / "templates")
+    return str(Path(__file__).parent.parent / name)
 
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the application: config, extensions, blueprints, error pages, commands."""
-    app = Flask(__name__, template_folder=template_folder(), instance_relative_config=True)
+    app = Flask(
+        __name__,
+        template_folder=template_folder(),
+        static_folder=static_folder(),
+        instance_relative_config=True,
+    )
     config.load(app, test_config)
+    # Any werkzeug server of this app (newsletters dev, flask run) logs request lines, which
+    # hold the link secrets readers open: mask them there, as gunicorn's logger does.
+    logs.mask_werkzeug_log()
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
     if app.config["TRUSTED_PROXIES"]:
@@ -32,6 +49,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     db.init_app(app)
     # Before CSRFProtect, whose check parses the body under the app-wide size limit.
     app.before_request(_allow_large_imports)
+    app.before_request(negotiation.refuse_undecodable_form)
     csrf.init_app(app)
 
     from . import admin, errors, health
@@ -52,7 +70,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     admin.init_app(app)
     limits.init_app(app)
     errors.init_app(app)
-    app.after_request(_deny_framing_by_default)
+    headers.init_app(app)
 
     from .cli import register
 
@@ -64,11 +82,3 @@ def _allow_large_imports():
     # Every other body is small (MAX_CONTENT_LENGTH); an editor's CSV upload is not.
     if request.endpoint == "admin.import_":
         request.max_content_length = current_app.config["IMPORT_MAX_BYTES"]
-
-
-def _deny_framing_by_default(response):
-    # Only the embed page sets its own frame-ancestors; a confirm or unsubscribe button in a
-    # hostile frame could be clickjacked.
-    response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'self'")
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    return response

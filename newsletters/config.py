@@ -6,6 +6,7 @@ This is the one module that reads the environment (through Flask's ``from_prefix
 import os
 import secrets
 import time
+from email import policy
 from pathlib import Path
 
 from flask import Flask
@@ -23,9 +24,15 @@ DEFAULTS = {
     "RATELIMIT_ENABLED": True,
     "SIGNUP_RATE_LIMIT": "5 per minute;30 per hour",
     "LOGIN_RATE_LIMIT": "10 per minute;50 per hour",
+    # Per account named in the login form, from any address: guesses spread over many IPs.
+    "LOGIN_ACCOUNT_RATE_LIMIT": "10 per 10 minutes;30 per hour",
+    # memory:// counts per process: only for a deployment of one process (see load()).
+    "RATELIMIT_PER_PROCESS": False,
     "CONFIRM_TTL_HOURS": 72,
     "CONFIRM_THROTTLE_MINUTES": 10,
     "CONFIRM_MAILS_PER_DAY": 5,
+    # Signup requests one worker transaction processes at most (see subscriptions/processing).
+    "SIGNUP_BATCH": 200,
     "TRUSTED_PROXIES": 0,
     "EMAIL_CHECK_DELIVERABILITY": False,
     "EMAIL_MAX_LENGTH": 254,
@@ -56,7 +63,11 @@ TEXT_SETTINGS = (
     "RATELIMIT_STORAGE_URL",
     "SIGNUP_RATE_LIMIT",
     "LOGIN_RATE_LIMIT",
+    "LOGIN_ACCOUNT_RATE_LIMIT",
 )
+
+# Where `newsletters dev` writes the URL it serves, for the commands run beside it.
+DEV_BASE_URL_FILE = "dev_base_url"
 
 
 class ConfigError(RuntimeError):
@@ -82,10 +93,16 @@ def load(app: Flask, test_config: dict | None = None) -> None:
         for name in REQUIRED_IN_PRODUCTION:
             if not app.config.get(name):
                 raise ConfigError(f"NEWSLETTERS_{name} must be set when NEWSLETTERS_ENV=production")
+    _check_rate_limit_storage(app.config, production)
     if app.config["SESSION_COOKIE_SECURE"] is None:
         # Flask's own default is False; production serves over HTTPS only.
         app.config["SESSION_COOKIE_SECURE"] = production
     instance = Path(app.instance_path)
+    # Whether BASE_URL was set (in the environment or the instance config): `newsletters dev`
+    # replaces only a URL nobody chose.
+    app.config["BASE_URL_IS_SET"] = bool(app.config["BASE_URL"])
+    if not app.config["BASE_URL"] and not production:
+        app.config["BASE_URL"] = _dev_base_url(instance)
     if not app.config["BASE_URL"]:
         app.config["BASE_URL"] = DEFAULTS["BASE_URL"]
     app.config["BASE_URL"] = str(app.config["BASE_URL"]).rstrip("/")
@@ -100,10 +117,67 @@ def load(app: Flask, test_config: dict | None = None) -> None:
         raise ConfigError(
             'NEWSLETTERS_SECRET_KEY_FALLBACKS must be a JSON list of earlier keys, like ["old-key"]'
         )
+    _check_mail_from(app.config["MAIL_FROM"])
     for name in ("CONFIRM_TTL_HOURS", "TRUSTED_PROXIES", "MAX_CONTENT_LENGTH"):
         value = app.config[name]
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ConfigError(f"NEWSLETTERS_{name} must be a whole number, got {value!r}")
+
+
+def _check_rate_limit_storage(settings, production: bool) -> None:
+    """Stop a production start whose rate limits would count per process, unless it says so.
+
+    With memory:// each gunicorn worker keeps its own counts, so N workers allow N times every
+    limit; only a deployment of one process may choose that, with RATELIMIT_PER_PROCESS.
+    """
+    per_process = settings["RATELIMIT_PER_PROCESS"]
+    if not isinstance(per_process, bool):
+        raise ConfigError(
+            f"NEWSLETTERS_RATELIMIT_PER_PROCESS must be true or false, got {per_process!r}"
+        )
+    url = str(settings["RATELIMIT_STORAGE_URL"])
+    if (
+        production
+        and settings["RATELIMIT_ENABLED"]
+        and url.startswith("memory:")
+        and not per_process
+    ):
+        raise ConfigError(
+            "NEWSLETTERS_RATELIMIT_STORAGE_URL must name a store shared by the workers "
+            "(redis://host:port) when NEWSLETTERS_ENV=production: memory:// multiplies every "
+            "limit by the number of worker processes (a single process may set "
+            "NEWSLETTERS_RATELIMIT_PER_PROCESS=true)"
+        )
+
+
+def write_dev_base_url(app: Flask, url: str) -> None:
+    """Record ``url`` as the BASE_URL of commands run beside ``newsletters dev``.
+
+    Written whole or not at all (a command starting meanwhile reads the old URL or the new one).
+    """
+    instance = Path(app.instance_path)
+    instance.mkdir(parents=True, exist_ok=True)
+    partial = instance / f"{DEV_BASE_URL_FILE}.{os.getpid()}"
+    partial.write_text(url + "\n")
+    partial.replace(instance / DEV_BASE_URL_FILE)
+
+
+def _dev_base_url(instance: Path) -> str | None:
+    """Return the URL the development server last served from this instance folder, if any."""
+    try:
+        return (instance / DEV_BASE_URL_FILE).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def _check_mail_from(value) -> None:
+    """Stop the start if MAIL_FROM is not one address: every mail's From and Message-ID use it."""
+    header = policy.default.header_factory("From", str(value))
+    if len(header.addresses) != 1 or header.defects or not header.addresses[0].domain:
+        raise ConfigError(
+            "NEWSLETTERS_MAIL_FROM must be one address, like news@example.org or "
+            f"News <news@example.org>; got {value!r}"
+        )
 
 
 def _development_secret(instance: Path) -> str:

@@ -1,51 +1,169 @@
-"""Per-IP rate limits (Flask-Limiter): memory in development, Redis shared across workers.
+"""Rate limits (Flask-Limiter): per IP on signups, per IP and per account on logins.
+
+A view says which limit it takes where it is defined, as flaskr's views say
+``@login_required``::
+
+    @bp.post("/n/<slug>/subscribe")
+    @limits.signup
+    def subscribe(slug): ...
+
+and ``init_app`` puts the limit on every marked view of the app, so that a new entry point
+cannot be forgotten in a list of names.
 
 One Limiter per app, made in ``init_app``: Flask-Limiter keeps storage and key prefix on the
 Limiter object, so a module-level one would carry counts from one app into the next.
+
+Counts live in memory in development and in Redis, shared by every worker, in production.
+When Redis stops answering, the limiter counts in each process's memory (Flask-Limiter's
+in-memory fallback) and goes back to Redis by itself once it answers again: a signup never
+fails because the rate-limit store is away.
 """
 
-from flask import Flask, current_app
+import hashlib
+import hmac
+import logging
+import threading
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from flask import Flask, current_app, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
+from . import editors
+
+log = logging.getLogger(__name__)
+
 TOO_MANY_SIGNUPS = "Too many signups from your network. Please wait a minute and try again."
 TOO_MANY_LOGINS = "Too many login attempts from your network. Please wait a minute."
-
-# One budget for every public signup entry point, so switching between the hosted form, the
-# iframe, the widget and the multi-newsletter form gains an abuser nothing.
-SIGNUP_ENDPOINTS = (
-    "subscriptions.subscribe",
-    "subscriptions.subscribe_many",
-    "embed.frame_subscribe",
+TOO_MANY_LOGINS_FOR_ACCOUNT = (
+    "Too many login attempts for this account, from wherever they came. "
+    "Please wait a few minutes and try again."
 )
-LOGIN_ENDPOINTS = ("admin.login",)
+
+# The attribute that carries a view's mark; functools.wraps copies it to outer decorators.
+MARK = "rate_limit"
+SIGNUP = "signup"
+LOGIN = "login"
+
+# A rate-limit store that hangs must not hang the signup waiting for it: give up quickly and
+# count in memory instead (RATELIMIT_STORAGE_OPTIONS overrides these).
+REDIS_OPTIONS = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
+REDIS_SCHEMES = ("redis", "rediss", "redis+unix")
+
+
+def signup(view: Callable) -> Callable:
+    """Mark ``view`` as a signup entry point: it spends the per-IP signup budget."""
+    setattr(view, MARK, SIGNUP)
+    return view
+
+
+def login(view: Callable) -> Callable:
+    """Mark ``view`` as a login: limited per IP and per account named in the form."""
+    setattr(view, MARK, LOGIN)
+    return view
 
 
 def init_app(app: Flask) -> Limiter:
-    """Limit the signup and login endpoints of ``app``; call after registering blueprints."""
+    """Put the limits on every marked view of ``app``; call after registering blueprints."""
+    url = app.config["RATELIMIT_STORAGE_URL"]
     limiter = Limiter(
         # The client address as werkzeug sees it: the socket's, or X-Forwarded-For's only
         # when TRUSTED_PROXIES put ProxyFix in front.
         key_func=get_remote_address,
         app=app,
-        storage_uri=app.config["RATELIMIT_STORAGE_URL"],
+        storage_uri=url,
+        storage_options=REDIS_OPTIONS if urlsplit(url).scheme in REDIS_SCHEMES else {},
+        # Counts in this process's memory while the storage does not answer, with the same
+        # limits, and checks the storage again now and then (at growing intervals, up to 32 s).
+        in_memory_fallback_enabled=True,
         headers_enabled=True,
         enabled=app.config["RATELIMIT_ENABLED"],
     )
-    signup = limiter.shared_limit(
+    # One budget for every public signup entry point, so switching between the hosted form,
+    # the iframe, the widget and the multi-newsletter form gains an abuser nothing.
+    per_ip_signups = limiter.shared_limit(
         lambda: current_app.config["SIGNUP_RATE_LIMIT"],
         scope="signup",
         methods=["POST"],
         error_message=TOO_MANY_SIGNUPS,
     )
-    login = limiter.shared_limit(
+    per_ip_logins = limiter.shared_limit(
         lambda: current_app.config["LOGIN_RATE_LIMIT"],
         scope="login",
         methods=["POST"],
         error_message=TOO_MANY_LOGINS,
     )
-    for endpoints, limit in ((SIGNUP_ENDPOINTS, signup), (LOGIN_ENDPOINTS, login)):
-        for endpoint in endpoints:
-            app.view_functions[endpoint] = limit(app.view_functions[endpoint])
+    # Guesses at one password spread over many addresses meet this one. It counts for a time
+    # window only, so whoever tried to lock the right person out cannot do it for longer.
+    per_account_logins = limiter.shared_limit(
+        lambda: current_app.config["LOGIN_ACCOUNT_RATE_LIMIT"],
+        scope="login-account",
+        key_func=_login_account,
+        methods=["POST"],
+        error_message=TOO_MANY_LOGINS_FOR_ACCOUNT,
+    )
+    decorators = {SIGNUP: [per_ip_signups], LOGIN: [per_ip_logins, per_account_logins]}
+    for endpoint, view in list(app.view_functions.items()):
+        for limit in decorators.get(getattr(view, MARK, None), ()):
+            view = limit(view)
+        app.view_functions[endpoint] = view
     app.extensions["newsletters.limiter"] = limiter
+    if limiter.enabled:
+        # On teardown: Flask-Limiter may find its storage gone in its own after_request hook.
+        app.teardown_request(StorageWatch(limiter, url).look)
     return limiter
+
+
+def storage_state(app: Flask) -> str:
+    """Say where the app counts requests now: ``redis``, ``memory``, ``off`` or a fallback."""
+    limiter: Limiter = app.extensions["newsletters.limiter"]
+    if not limiter.enabled:
+        return "off"
+    scheme = urlsplit(app.config["RATELIMIT_STORAGE_URL"]).scheme
+    if _falls_back(limiter):
+        return f"fallback: per-process ({scheme} unreachable)"
+    return scheme
+
+
+def _falls_back(limiter: Limiter) -> bool:
+    """Tell whether ``limiter`` counts in its in-memory fallback, its storage being away."""
+    # Public API: ``limiter.limiter`` is the strategy in use, on the fallback's own storage
+    # while the configured one is unreachable.
+    return limiter.limiter.storage is not limiter.storage
+
+
+class StorageWatch:
+    """Log once when the limiter falls back to memory, and once when its storage is back."""
+
+    def __init__(self, limiter: Limiter, url: str):
+        self.limiter = limiter
+        self.scheme = urlsplit(url).scheme
+        self.falling_back = False
+        self.lock = threading.Lock()
+
+    def look(self, _exc: BaseException | None = None) -> None:
+        """Compare the limiter's state with the last one seen; log a change."""
+        now = _falls_back(self.limiter)
+        with self.lock:
+            changed, self.falling_back = now != self.falling_back, now
+        if changed and now:
+            log.warning(
+                "rate limits: the %s storage is unreachable; counting per process until it "
+                "answers again (each worker allows the full limit meanwhile)",
+                self.scheme,
+            )
+        elif changed:
+            log.warning("rate limits: the %s storage answers again; counts are shared", self.scheme)
+
+
+def _login_account() -> str:
+    """Return the rate-limit key of the account a login form names.
+
+    The address is normalised as ``editors.authenticate`` looks it up, so that no spelling of
+    one account (case, spaces, Unicode forms) gets a budget of its own; and keyed-hashed, so
+    that no address stands in the limiter's storage.
+    """
+    email = editors._address(request.form.get("email") or "")
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    return hmac.new(key, email.encode(), hashlib.sha256).hexdigest()

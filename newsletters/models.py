@@ -34,6 +34,10 @@ class Source(enum.StrEnum):
     IMPORT = "import"
 
 
+# The longest source an imported file may give a subscription (see Subscription.source).
+SOURCE_MAX_LENGTH = 64
+
+
 class TokenPurpose(enum.StrEnum):
     CONFIRM = "confirm"
     UNSUBSCRIBE = "unsubscribe"
@@ -159,7 +163,9 @@ class Subscription(Base):
     )
     status: Mapped[Status] = mapped_column(_enum(Status), default=Status.PENDING)
     name: Mapped[str | None] = mapped_column(sa.String(200))
-    source: Mapped[Source] = mapped_column(_enum(Source), default=Source.FORM)
+    # Where the signup came from: one of ``Source`` for the app's own entry points, or the
+    # label an imported file gave (``import:legacy-list``), kept as given; see SOURCE_MAX_LENGTH.
+    source: Mapped[str] = mapped_column(sa.String(SOURCE_MAX_LENGTH), default=str(Source.FORM))
     optin_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     optin_ip: Mapped[str | None] = mapped_column(sa.String(45))
     optin_user_agent: Mapped[str | None] = mapped_column(sa.String(512))
@@ -179,6 +185,28 @@ class Subscription(Base):
     events: Mapped[list["ConsentEvent"]] = relationship(
         back_populates="subscription", order_by="ConsentEvent.at"
     )
+
+
+class SignupRequest(Base):
+    """A signup as the request accepted it: validated, not yet processed.
+
+    The request writes only this row (one INSERT, whatever the address's state, so the answer
+    takes the same time for everyone); the worker turns batches of them into subscriptions,
+    tokens, consent events and mails, and deletes them in the same transaction.
+    """
+
+    __tablename__ = "signup_request"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(320))
+    name: Mapped[str | None] = mapped_column(sa.String(200))
+    # The newsletters signed up to at once (one confirmation mail for all), by id.
+    newsletter_ids: Mapped[list] = mapped_column(sa.JSON)
+    ip: Mapped[str | None] = mapped_column(sa.String(45))
+    user_agent: Mapped[str | None] = mapped_column(sa.String(512))
+    source: Mapped[str] = mapped_column(sa.String(64))
+    form_text: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Token(Base):
@@ -238,7 +266,9 @@ class OutboxMessage(Base):
     kind: Mapped[str] = mapped_column(sa.String(40))
     recipient: Mapped[str] = mapped_column(sa.String(320))
     payload: Mapped[dict] = mapped_column(sa.JSON)
-    # Fixed at enqueue time, so a mail sent twice after a crash is recognisably the same one.
+    # The unique part of the Message-ID, fixed at enqueue time, so a mail sent twice after a
+    # crash is recognisably the same one; the mail adds MAIL_FROM's domain when it is built
+    # (``mail.messages.message_id``). Rows queued before that hold a whole Message-ID.
     message_id: Mapped[str] = mapped_column(sa.String(255))
     state: Mapped[OutboxState] = mapped_column(_enum(OutboxState), default=OutboxState.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)

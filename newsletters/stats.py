@@ -9,7 +9,9 @@ from datetime import UTC, date, datetime, time, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from . import catalogue
 from .db import utcnow
+from .mail import outbox
 from .models import Newsletter, Status, Subscription
 
 DAYS = 90
@@ -43,12 +45,12 @@ class ConfirmationRate:
 
 def counts(session: Session, newsletter: Newsletter) -> dict[Status, int]:
     """Return how many subscriptions of ``newsletter`` have each status, zeros included."""
-    rows = session.execute(
-        sa.select(Subscription.status, sa.func.count())
-        .where(Subscription.newsletter_id == newsletter.id)
-        .group_by(Subscription.status)
-    )
-    return {status: 0 for status in Status} | {status: n for status, n in rows}
+    return catalogue.counts(session, [newsletter.id])[newsletter.id]
+
+
+def unbuilt_mails(session: Session, newsletter: Newsletter) -> list[outbox.Unbuilt]:
+    """Return the confirmation mails of ``newsletter`` that could not be built, by reason."""
+    return outbox.unbuilt(session, newsletter)
 
 
 def period(days: int = DAYS, today: date | None = None) -> list[date]:

@@ -37,7 +37,8 @@ def keys() -> list[str]:
     return [current_app.config["SECRET_KEY"], *current_app.config["SECRET_KEY_FALLBACKS"]]
 
 
-def _mac(key: bytes, purpose: TokenPurpose | str, salt: str) -> str:
+def mac(key: bytes, purpose: TokenPurpose | str, salt: str) -> str:
+    """Return the link secret that ``key`` derives for a token's purpose and salt."""
     mac = hmac.new(key, f"{purpose}:{salt}".encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
@@ -56,11 +57,11 @@ def deriver() -> Deriver:
     def derive(purpose: str, salt: str, token_key_id: str | None, digest: str) -> str | None:
         if token_key_id is not None:
             key = by_id.get(token_key_id)
-            return None if key is None else _mac(key, purpose, salt)
+            return None if key is None else mac(key, purpose, salt)
         if len(known) == 1:
-            return _mac(current, purpose, salt)
+            return mac(current, purpose, salt)
         for _, key in known:
-            secret = _mac(key, purpose, salt)
+            secret = mac(key, purpose, salt)
             if digest_of(secret) == digest:
                 return secret
         return None
@@ -92,7 +93,7 @@ def issue(
         subscriber=subscriber,
         salt=salt,
         key_id=key_id(key),
-        digest=digest_of(_mac(key.encode(), purpose, salt)),
+        digest=digest_of(mac(key.encode(), purpose, salt)),
         expires_at=expires_at,
     )
     session.add(token)

@@ -136,7 +136,7 @@ def newsletter(app):
 
 @dataclass
 class MailSink:
-    """Mails received by the SMTP server, parsed; ``reply`` sets the answer to RCPT TO."""
+    """Mails received by the SMTP server, parsed; ``*_reply`` set its answers to refuse."""
 
     host: str
     port: int
@@ -147,6 +147,8 @@ class MailSink:
     sessions: list = field(default_factory=list)
     # The answer to MAIL FROM, when set (a relay that refuses our sender).
     mail_reply: str | None = None
+    # The answer to the message (DATA), when set: a relay that checks addresses only then.
+    data_reply: str | None = None
 
     @property
     def url(self) -> str:
@@ -171,6 +173,8 @@ class MailSink:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.data_reply:
+            return self.data_reply
         self.envelopes.append(envelope)
         self.sessions.append(session)
         self.messages.append(message_from_bytes(envelope.content, policy=policy.default))

@@ -16,7 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from newsletters import create_app, db, migrations
+from newsletters import create_app, db, migrations, tokens
 from newsletters.db import utcnow
 from newsletters.models import (
     Base,
@@ -27,7 +27,6 @@ from newsletters.models import (
     Token,
     TokenPurpose,
 )
-from newsletters import tokens
 
 HEAD = ScriptDirectory.from_config(migrations.alembic_config()).get_current_head()
 SCRIPT = Path(sysconfig.get_path("scripts")) / "newsletters"
@@ -138,7 +137,7 @@ def test_newsletter_list_counts_confirmed_subscriptions_only(runner, client, new
 def test_bad_slug_is_refused_with_the_rule_and_nothing_is_created(runner, session, slug):
     result = runner.invoke(args=["newsletter", "create", "--name", "Morning Briefing", "--", slug])
     assert result.exit_code != 0
-    assert "use lower-case letters, digits and hyphens" in result.output
+    assert "Use lower-case letters, digits and hyphens" in result.output
     assert "Traceback" not in result.output
     assert newsletters_in(session) == []
 
@@ -147,7 +146,7 @@ def test_bad_slug_is_refused_with_the_rule_and_nothing_is_created(runner, sessio
 def test_empty_or_overlong_name_is_refused_and_nothing_is_created(runner, session, name):
     result = runner.invoke(args=["newsletter", "create", "briefing", "--name", name])
     assert result.exit_code != 0
-    assert "give a name of 1 to 200 characters" in result.output
+    assert "Name: give 1 to 200 characters." in result.output
     assert newsletters_in(session) == []
 
 
@@ -155,7 +154,7 @@ def test_duplicate_slug_is_refused_and_the_first_newsletter_is_kept(runner, sess
     runner.invoke(args=["newsletter", "create", "briefing", "--name", "Morning Briefing"])
     result = runner.invoke(args=["newsletter", "create", "briefing", "--name", "Other"])
     assert result.exit_code != 0
-    assert "a newsletter 'briefing' exists already" in result.output
+    assert "The slug 'briefing' is taken" in result.output
     assert newsletters_in(session) == [("briefing", "Morning Briefing")]
 
 

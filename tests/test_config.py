@@ -16,6 +16,9 @@ from newsletters import create_app, db
 from newsletters.config import ConfigError, _development_secret
 from newsletters.models import Status, Subscription
 
+# No connection is made at start-up: a production app may name a Redis that is not there.
+REDIS_URL = "redis://127.0.0.1:6379"
+
 
 @pytest.fixture
 def environment(monkeypatch, tmp_path):
@@ -62,6 +65,7 @@ def test_production_without_base_url_stops_with_an_error_naming_it(environment):
 
 def test_production_with_both_set_starts_with_secure_session_cookies(environment, started):
     environment("NEWSLETTERS_ENV", "production")
+    environment("NEWSLETTERS_RATELIMIT_STORAGE_URL", REDIS_URL)
     environment("NEWSLETTERS_SECRET_KEY", "a-long-random-secret")
     environment("NEWSLETTERS_BASE_URL", "https://news.example.org/")
     app = started()
@@ -75,8 +79,55 @@ def test_production_may_turn_secure_cookies_off_explicitly(environment, started)
     environment("NEWSLETTERS_ENV", "production")
     environment("NEWSLETTERS_SECRET_KEY", "a-long-random-secret")
     environment("NEWSLETTERS_BASE_URL", "https://news.example.org")
+    environment("NEWSLETTERS_RATELIMIT_STORAGE_URL", REDIS_URL)
     environment("NEWSLETTERS_SESSION_COOKIE_SECURE", "false")
     assert started().config["SESSION_COOKIE_SECURE"] is False
+
+
+def production(environment) -> None:
+    """Set what a production start needs, apart from the rate-limit storage."""
+    environment("NEWSLETTERS_ENV", "production")
+    environment("NEWSLETTERS_SECRET_KEY", "a-long-random-secret")
+    environment("NEWSLETTERS_BASE_URL", "https://news.example.org")
+
+
+def test_production_with_per_process_rate_limits_stops_with_an_error_naming_the_setting(
+    environment,
+):
+    production(environment)  # RATELIMIT_STORAGE_URL left at memory://
+    with pytest.raises(ConfigError) as error:
+        create_app()
+    assert str(error.value).startswith("NEWSLETTERS_RATELIMIT_STORAGE_URL must name a store")
+    assert "NEWSLETTERS_RATELIMIT_PER_PROCESS=true" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_production_may_count_rate_limits_per_process_when_it_says_so(environment, started):
+    # A deployment of one process: its memory is the only count there is.
+    production(environment)
+    environment("NEWSLETTERS_RATELIMIT_PER_PROCESS", "true")
+    app = started()
+    assert app.config["RATELIMIT_STORAGE_URL"] == "memory://"
+    assert app.test_client().get("/healthz").json["rate_limits"] == "memory"
+
+
+def test_production_with_rate_limits_off_needs_no_shared_store(environment, started):
+    production(environment)
+    environment("NEWSLETTERS_RATELIMIT_ENABLED", "false")
+    assert started().config["RATELIMIT_STORAGE_URL"] == "memory://"
+
+
+def test_production_starts_with_redis_rate_limits_even_while_redis_is_away(environment, started):
+    production(environment)
+    environment("NEWSLETTERS_RATELIMIT_STORAGE_URL", "redis://127.0.0.1:1")  # nothing listens
+    assert started().config["RATELIMIT_STORAGE_URL"] == "redis://127.0.0.1:1"
+
+
+def test_the_per_process_opt_out_must_be_true_or_false(environment):
+    production(environment)
+    environment("NEWSLETTERS_RATELIMIT_PER_PROCESS", "yes")
+    with pytest.raises(ConfigError, match="NEWSLETTERS_RATELIMIT_PER_PROCESS must be true or"):
+        create_app()
 
 
 def test_development_cookies_work_over_plain_http(environment, started):
@@ -165,7 +216,7 @@ def test_links_in_mails_and_exports_use_base_url_whatever_the_host_header_says(
 def test_healthz_answers_ok_when_the_database_answers(client):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json == {"status": "ok"}
+    assert response.json == {"status": "ok", "rate_limits": "off"}  # the tests turn limits off
 
 
 def test_healthz_answers_503_when_the_database_does_not(environment, started, tmp_path):

@@ -288,6 +288,41 @@ CASES: dict[str, Case] = {
             "multipart/form-data; boundary=xx",
         ),
     ),
+    "form_percent_escapes_not_utf8": Case(
+        "POST",
+        SIGNUP,
+        400,
+        "not valid UTF-8",
+        raw("email=%ff%fe%80@example.org", "application/x-www-form-urlencoded"),
+    ),
+    "form_percent_escapes_overlong_slash": Case(
+        "POST",
+        SIGNUP,
+        400,
+        "not valid UTF-8",
+        raw("email=a%c0%afb@example.org", "application/x-www-form-urlencoded"),
+    ),
+    "form_percent_escapes_not_utf8_iframe": Case(
+        "POST",
+        "/n/briefing/embed",
+        400,
+        "not valid UTF-8",
+        raw("email=%ff@example.org", "application/x-www-form-urlencoded"),
+    ),
+    "form_percent_escapes_not_utf8_several": Case(
+        "POST",
+        SEVERAL,
+        400,
+        "not valid UTF-8",
+        raw("newsletter=briefing&email=%ff@example.org", "application/x-www-form-urlencoded"),
+    ),
+    "form_raw_bytes_not_utf8": Case(
+        "POST",
+        SIGNUP,
+        400,
+        "not valid UTF-8",
+        raw(b"email=\xffone@example.org", "application/x-www-form-urlencoded"),
+    ),
     "form_empty": Case(
         "POST", SIGNUP, 400, "Enter an email address", raw("", "application/x-www-form-urlencoded")
     ),
@@ -530,12 +565,14 @@ def test_405_says_which_methods_are_allowed(client, links):
     assert "POST" in response.headers["Allow"]
 
 
-def test_a_used_confirmation_link_cannot_be_used_again(client, session, links):
+def test_a_used_confirmation_link_changes_nothing_and_says_already_subscribed(
+    client, session, links
+):
     assert client.post(f"/confirm/{links.confirm}").status_code == 200
     before, state = counts(session), snapshot(session)
     again = client.post(f"/confirm/{links.confirm}", headers={"Accept": "application/json"})
-    assert again.status_code == 410
-    assert "already been used" in again.json["message"]
+    assert again.status_code == 200
+    assert again.json["message"].startswith("You are already subscribed to ")
     assert (counts(session), snapshot(session)) == (before, state)
 
 

@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -9,6 +10,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from .conftest import skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,3 +122,54 @@ def test_installed_wheel_migrates_and_renders_pages_from_its_own_files(wheel, tm
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "ok\n"
+
+
+def readme_session() -> str:
+    """Return the README's command-line session: the ``sh`` block of its "Command line"."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Command line\n", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.fixture
+def fresh_shell(tmp_path) -> dict:
+    """Return the environment of a new login's shell, in a folder with this suite's .venv.
+
+    Nothing of the test run leaks in: no virtualenv on the PATH, no NEWSLETTERS_* but a
+    database, mail folder and key of the test's own.
+    """
+    venv = Path(sys.prefix)
+    if not (venv / "bin" / "activate").is_file():
+        skip_or_fail("README's commands: pytest does not run from a virtualenv to activate")
+    (tmp_path / ".venv").symlink_to(venv)
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "LANG": "C.UTF-8",
+        "NEWSLETTERS_DATABASE_URL": f"sqlite:///{tmp_path / 'newsletters.db'}",
+        "NEWSLETTERS_MAIL_URL": f"file://{tmp_path / 'mail'}",
+        "NEWSLETTERS_SECRET_KEY": "readme-secret",
+    }
+
+
+def test_readme_command_line_runs_as_written_in_a_fresh_shell(tmp_path, fresh_shell):
+    def shell(script: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["bash", "-e", "-o", "pipefail", "-x", "-c", script],
+            cwd=tmp_path,
+            env=fresh_shell,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    # What the tester met: without the virtualenv the script is not there.
+    assert shell("newsletters --help").returncode == 127
+
+    result = shell(readme_session())
+
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "briefing\tMorning Briefing" in result.stdout
+    assert "ed@example.org\teditor of briefing" in result.stdout
+    assert (tmp_path / "list.csv").read_text(encoding="utf-8").startswith("email,name,status,")

@@ -1,14 +1,18 @@
 """The editors' area: login, newsletters, subscribers, dashboards, exports and imports."""
 
+import logging
 from functools import wraps
 
 import sqlalchemy as sa
 from flask import Blueprint, Flask, abort, flash, redirect, request, url_for
 from flask_login import LoginManager, current_user
+from werkzeug.exceptions import Forbidden
 
-from .. import db
+from .. import db, headers
+from ..errors import http_error
 from ..models import Editor, Newsletter
 
+log = logging.getLogger(__name__)
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 login_manager = LoginManager()
 login_manager.login_view = "admin.login"
@@ -18,12 +22,14 @@ login_manager.session_protection = "basic"
 
 @login_manager.user_loader
 def load_editor(identity: str) -> Editor | None:
-    """Return the editor of a session, unless their password changed since it began."""
+    """Return the editor of a session, unless disabled or their password changed since."""
     editor_id, _, version = identity.partition(":")
     if not editor_id.isdigit() or not version.isdigit():
         return None
     editor = db.session().get(Editor, int(editor_id))
-    if editor is None or editor.session_version != int(version):
+    # Flask-Login checks is_active only at login_user: a session begun before the account
+    # was disabled must end here, on its next request.
+    if editor is None or not editor.is_active or editor.session_version != int(version):
         return None
     return editor
 
@@ -36,12 +42,40 @@ def require_login():
     return login_manager.unauthorized()
 
 
-@bp.after_request
-def forbid_framing(response):
-    """Keep the editors' area out of every frame (clickjacking)."""
-    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
-    response.headers["Cache-Control"] = "no-store"
-    return response
+# Keep the editors' area out of every frame (clickjacking), and its pages of subscribers'
+# data out of every cache.
+headers.declare(
+    bp, headers.Policy(frame_ancestors="frame-ancestors 'none'", cache_control="no-store")
+)
+
+
+@bp.errorhandler(Forbidden)
+def log_denied(exc: Forbidden):
+    """Log each refusal in the editors' area (who, where, which newsletter), then answer 403.
+
+    Every 403 of the area passes here (``admin_required``, ``editable_newsletter`` and any
+    later one), so an editor probing other newsletters' pages shows up in the log.
+    """
+    who = current_user if current_user.is_authenticated else None
+    facts = {
+        "editor": who.email if who else None,
+        "editor_id": who.id if who else None,
+        "endpoint": request.endpoint,
+        "newsletter": (request.view_args or {}).get("slug"),
+    }
+    # The path as repr: a decoded %0A in it must not start a forged line in the log.
+    log.warning(
+        "access denied: editor %s (id %s), %s %r (endpoint %s, newsletter %s): %s",
+        facts["editor"],
+        facts["editor_id"],
+        request.method,
+        request.path,
+        facts["endpoint"],
+        facts["newsletter"],
+        exc.description,
+        extra=facts,
+    )
+    return http_error(exc)
 
 
 def admin_required(view):

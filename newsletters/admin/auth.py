@@ -5,12 +5,13 @@ from urllib.parse import urlsplit
 from flask import redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 
-from .. import db, editors
+from .. import db, editors, limits
 from . import bp, done
 from .forms import LoginForm, PasswordForm
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@limits.login
 def login():
     """Show the login form; log in with email and password."""
     form = LoginForm()

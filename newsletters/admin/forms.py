@@ -10,8 +10,9 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, Length, Optional, Regexp
+from wtforms.validators import DataRequired, Length
 
+from .. import catalogue
 from ..editors import MIN_PASSWORD_LENGTH
 
 
@@ -36,36 +37,43 @@ class EditorForm(FlaskForm):
     newsletters = SelectMultipleField("Newsletters", coerce=int, validate_choice=True)
 
 
+class EditorAccessForm(FlaskForm):
+    """What an editor may do: admin or not, and the newsletters they edit."""
+
+    is_admin = BooleanField("Admin")
+    newsletters = SelectMultipleField("Newsletters", coerce=int, validate_choice=True)
+
+
+def _text(field: str, kind=StringField, label: str | None = None):
+    """Return a form field for the newsletter text ``field``: the catalogue checks it."""
+    rule = catalogue.TEXTS[field]
+    return kind(label or rule.label, render_kw={"maxlength": rule.longest})
+
+
 class NewsletterForm(FlaskForm):
-    slug = StringField(
-        "Slug (in URLs)",
-        validators=[
-            DataRequired(),
-            Length(max=64),
-            Regexp(r"^[a-z0-9][a-z0-9-]*$", message="Lower-case letters, digits and hyphens."),
-        ],
-    )
-    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
-    description = TextAreaField("Description", validators=[Optional(), Length(max=2000)])
+    """A newsletter's settings, parsed only: ``catalogue`` holds the rules, for the CLI too."""
+
+    slug = StringField("Slug (in URLs)", render_kw={"maxlength": 64})
+    name = _text("name")
+    description = _text("description", TextAreaField)
     is_public = BooleanField("Listed on the public page")
-    placeholder = StringField("Field placeholder", validators=[Optional(), Length(max=200)])
-    button = StringField("Button", validators=[Optional(), Length(max=100)])
-    required_note = StringField("Note", validators=[Optional(), Length(max=200)])
-    invalid_email = StringField("Invalid address message", validators=[Optional(), Length(max=200)])
-    success_title = StringField("Success title", validators=[Optional(), Length(max=200)])
-    success_text = TextAreaField("Success text", validators=[Optional(), Length(max=2000)])
+    placeholder = _text("placeholder")
+    button = _text("button")
+    required_note = _text("required_note")
+    invalid_email = _text("invalid_email")
+    success_title = _text("success_title")
+    success_text = _text("success_text", TextAreaField)
     allowed_origins = TextAreaField(
         "Allowed embed origins (one per line, e.g. https://www.example.com; empty: any page)",
-        validators=[Optional(), Length(max=4000)],
+        render_kw={"maxlength": catalogue.ORIGINS_LONGEST},
     )
-    sender_name = StringField("Sender name of mails", validators=[Optional(), Length(max=200)])
-    confirm_body = TextAreaField(
+    sender_name = _text("sender_name")
+    confirm_body = _text(
+        "confirm_body",
+        TextAreaField,
         "Confirmation mail text, above the link (plain text; empty: the standard text)",
-        validators=[Optional(), Length(max=4000)],
     )
-    confirm_subject = StringField(
-        "Subject of the confirmation mail", validators=[Optional(), Length(max=200)]
-    )
+    confirm_subject = _text("confirm_subject")
 
 
 class ImportForm(FlaskForm):

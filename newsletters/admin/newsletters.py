@@ -1,31 +1,25 @@
 """The newsletters an editor may see: list, create (admins), edit texts and embed settings."""
 
-import sqlalchemy as sa
 from flask import render_template, request
 
-from .. import db
-from ..embed.origins import parse_origins
+from .. import catalogue, db
 from ..embed.snippets import snippets
-from ..models import DEFAULT_TEXTS, Newsletter, Status, Subscription
+from ..models import DEFAULT_TEXTS, Newsletter, Status
 from . import admin_required, bp, done, editable_newsletter, visible_newsletters
 from .forms import NewsletterForm
 
-# Form fields stored as NULL when left empty, so that SPEC's default text applies.
-TEXT_FIELDS = tuple(DEFAULT_TEXTS) + ("sender_name", "confirm_subject", "confirm_body")
+# Every setting the form edits, handed to the catalogue as typed.
+SETTINGS = tuple(catalogue.TEXTS) + catalogue.OTHER_SETTINGS
 
 
 @bp.get("/")
 def index():
     """List the editor's newsletters with their subscriber counts."""
     newsletters = visible_newsletters()
-    counts: dict[tuple[int, str], int] = {}
-    if newsletters:
-        rows = db.session().execute(
-            sa.select(Subscription.newsletter_id, Subscription.status, sa.func.count())
-            .where(Subscription.newsletter_id.in_([n.id for n in newsletters]))
-            .group_by(Subscription.newsletter_id, Subscription.status)
-        )
-        counts = {(nid, str(status)): n for nid, status, n in rows}
+    by_newsletter = catalogue.counts(db.session(), [n.id for n in newsletters])
+    counts = {
+        (nid, str(status)): n for nid, found in by_newsletter.items() for status, n in found.items()
+    }
     return render_template(
         "admin/index.html", newsletters=newsletters, counts=counts, statuses=list(Status)
     )
@@ -36,56 +30,49 @@ def index():
 def newsletter_new():
     """Create a newsletter (admins only)."""
     form = NewsletterForm(is_public=True)
-    if form.validate_on_submit() and _save(form, Newsletter()):
-        return done(f"Created {form.name.data}.", ".newsletter_edit", slug=form.slug.data)
+    if form.validate_on_submit():
+        newsletter = _save(form, None)
+        if newsletter is not None:
+            return done(f"Created {newsletter.name}.", ".newsletter_edit", slug=newsletter.slug)
     return _form_page(form, None)
 
 
 @bp.route("/n/<slug>/settings", methods=["GET", "POST"])
 def newsletter_edit(slug):
-    """Edit a newsletter's name, texts, embed origins and mail; show its embed snippets."""
+    """Edit a newsletter's name, slug, texts, embed origins and mail; show its snippets."""
     newsletter = editable_newsletter(slug)
     form = NewsletterForm(obj=newsletter)
     if request.method == "GET":
         form.allowed_origins.data = "\n".join(newsletter.origins())
-    if form.validate_on_submit() and _save(form, newsletter):
+    if form.validate_on_submit() and _save(form, newsletter) is not None:
         return done("Saved.", ".newsletter_edit", slug=newsletter.slug)
     return _form_page(form, newsletter)
 
 
-def _save(form: NewsletterForm, newsletter: Newsletter) -> bool:
-    """Copy the form onto ``newsletter`` and commit; False with field errors if it cannot."""
-    try:
-        origins = parse_origins(form.allowed_origins.data)
-    except ValueError as exc:
-        form.allowed_origins.errors.append(str(exc))
-        return False
+def _save(form: NewsletterForm, newsletter: Newsletter | None) -> Newsletter | None:
+    """Create or change the newsletter from the form and commit; None with a field error."""
     session = db.session()
-    taken = session.scalar(
-        sa.select(Newsletter.id).where(
-            Newsletter.slug == form.slug.data, Newsletter.id != newsletter.id
-        )
-    )
-    if taken:
-        form.slug.errors.append("Another newsletter has this slug.")
-        return False
-    newsletter.slug = form.slug.data
-    newsletter.name = form.name.data.strip()
-    newsletter.description = (form.description.data or "").strip()
-    newsletter.is_public = form.is_public.data
-    for field in TEXT_FIELDS:
-        setattr(newsletter, field, (getattr(form, field).data or "").strip() or None)
-    newsletter.allowed_origins = " ".join(origins)
-    session.add(newsletter)
+    settings = {field: getattr(form, field).data for field in SETTINGS}
+    try:
+        if newsletter is None:
+            newsletter = catalogue.create(session, **settings)
+        else:
+            catalogue.update(session, newsletter, **settings)
+    except catalogue.CatalogueError as exc:
+        session.rollback()
+        form[exc.field].errors.append(exc.message)
+        return None
     session.commit()
-    return True
+    return newsletter
 
 
 def _form_page(form: NewsletterForm, newsletter: Newsletter | None):
+    session = db.session()
     page = render_template(
         "admin/newsletter_form.html",
         form=form,
         newsletter=newsletter,
+        old_slugs=catalogue.aliases(session, newsletter) if newsletter else [],
         snippets=snippets(newsletter) if newsletter else None,
         defaults=DEFAULT_TEXTS,
     )

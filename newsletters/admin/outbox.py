@@ -11,7 +11,7 @@ from . import admin_required, bp, done
 @bp.get("/outbox")
 @admin_required
 def outbox_list():
-    """Show the outbox's counts, the last transport error, and the dead and failed mails."""
+    """Show the counts, the last transport error, dead and failed mails, and unbuilt ones."""
     session = db.session()
     return render_template(
         "admin/outbox.html",
@@ -19,6 +19,7 @@ def outbox_list():
         oldest_due=outbox.oldest_due(session),
         transport=outbox.last_transport_error(session),
         messages=outbox.undeliverable(session),
+        unbuilt=outbox.unbuilt(session),
         states=list(OutboxState),
     )
 

@@ -129,6 +129,7 @@ def dashboard(slug):
         "admin/dashboard.html",
         newsletter=newsletter,
         counts=stats.counts(session, newsletter),
+        unbuilt=stats.unbuilt_mails(session, newsletter),
         rate=stats.confirmation_rate(session, newsletter, days),
         series=series,
         chart=stats.chart(series),

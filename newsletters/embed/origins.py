@@ -4,6 +4,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from flask import Response, current_app, request
+from werkzeug.exceptions import Forbidden
 
 from ..models import Newsletter
 
@@ -38,11 +39,35 @@ def own_origin() -> str:
     return origin_of(current_app.config["BASE_URL"]) or ""
 
 
-def permits(newsletters: Iterable[Newsletter], origin: str | None) -> bool:
-    """Tell whether a page of ``origin`` may use these newsletters' forms (empty list: any)."""
-    if origin is None or origin == own_origin():
+def permits(newsletters: Iterable[Newsletter], header: str | None) -> bool:
+    """Tell whether a page whose Origin header is ``header`` may use these newsletters' forms.
+
+    No header at all is a request from no web page (curl, a server, a browser that sends
+    none on same-origin posts): nothing to check. An opaque origin (``null``: a sandboxed
+    iframe, a data: page) or one that is not a URL names no site, so it passes only where a
+    newsletter lets any site embed it. A newsletter with an empty list allows every page.
+    """
+    if header is None:
+        return True
+    origin = origin_of(header)
+    if origin is not None and origin == own_origin():
         return True
     return all(not n.origins() or origin in n.origins() for n in newsletters)
+
+
+def check(newsletters: Iterable[Newsletter]) -> None:
+    """Refuse (403) a signup posted from a page that these newsletters do not allow.
+
+    The one origin check of every signup entry point: ``entry.take_signup`` calls it before
+    it reads the form, so a new entry point cannot forget it.
+    """
+    header = request.headers.get("Origin")
+    if not permits(newsletters, header):
+        shown = origin_of(header or "") or "a page that hides its address (Origin: null)"
+        raise Forbidden(
+            f"This signup form may not be used on {shown}. The newsletter's editors choose "
+            "the sites that may embed it."
+        )
 
 
 def safe_return_url(newsletters: Iterable[Newsletter], url: str | None) -> str | None:
@@ -56,12 +81,20 @@ def safe_return_url(newsletters: Iterable[Newsletter], url: str | None) -> str |
 
 
 def add_cors_headers(response: Response, newsletters: list[Newsletter]) -> Response:
-    """Let the requesting page read this answer, by exact origin; never with credentials."""
-    origin = origin_of(request.headers.get("Origin", ""))
+    """Let the requesting page read this answer, by exact origin; never with credentials.
+
+    A refusal (4xx, 5xx) is readable by any page: it says only why nothing was stored, and
+    a widget on a page that is not allowed must be able to show that instead of "could not
+    reach the service".
+    """
+    header = request.headers.get("Origin")
+    origin = origin_of(header or "")
     response.vary.add("Origin")
-    if all(not n.origins() for n in newsletters):
+    # A preflight is answered for any page too: the request it clears is checked on arrival.
+    anyone = response.status_code >= 400 or request.method == "OPTIONS"
+    if anyone or all(not n.origins() for n in newsletters):
         response.headers["Access-Control-Allow-Origin"] = "*"
-    elif origin and permits(newsletters, origin):
+    elif origin and permits(newsletters, header):
         response.headers["Access-Control-Allow-Origin"] = origin
     if request.method == "OPTIONS":
         response.headers["Access-Control-Allow-Methods"] = "POST"

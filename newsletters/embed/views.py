@@ -1,9 +1,9 @@
 """The iframe page and the JS widget of a newsletter's signup form."""
 
 import sqlalchemy as sa
-from flask import Blueprint, make_response, render_template, url_for
+from flask import Blueprint, g, make_response, render_template, url_for
 
-from .. import db
+from .. import db, headers, limits
 from ..links import external_url
 from ..models import DEFAULT_TEXTS, Newsletter, Source
 from ..subscriptions.entry import take_signup
@@ -15,7 +15,14 @@ bp = Blueprint("embed", __name__)
 WIDGET_TEXT_KEYS = ("placeholder", "button", "required_note", "invalid_email")
 
 
+def newsletter_frame_ancestors() -> str | None:
+    """Return the frame-ancestors directive of the request's newsletter, once it is known."""
+    newsletters = g.get("signup_newsletters")
+    return origins.frame_ancestors(newsletters[0]) if newsletters else None
+
+
 @bp.get("/n/<slug>/embed")
+@headers.framed_by(newsletter_frame_ancestors)
 def frame(slug):
     """Show the form alone, compact, for an iframe on an allowed origin."""
     newsletter = newsletter_or_404(slug)
@@ -23,6 +30,8 @@ def frame(slug):
 
 
 @bp.post("/n/<slug>/embed")
+@limits.signup
+@headers.framed_by(newsletter_frame_ancestors)
 def frame_subscribe(slug):
     """Take a signup from the iframe and answer inline, in the iframe."""
     newsletter = newsletter_or_404(slug)
@@ -42,6 +51,7 @@ def widget(slug):
         "name": newsletter.name,
         "action": external_url("subscriptions.subscribe", slug=newsletter.slug),
         "multiAction": external_url("subscriptions.subscribe_many"),
+        "stylesheet": external_url("static", filename="widget.css"),
         "texts": {key: newsletter.text(key) for key in WIDGET_TEXT_KEYS},
         "defaults": {k: DEFAULT_TEXTS[k] for k in ("success_title", "success_text")},
         "newsletters": {n.slug: n.name for n in public},
@@ -54,7 +64,7 @@ def widget(slug):
 
 
 def _frame_response(newsletter: Newsletter, form, done: bool):
-    response = make_response(
+    return make_response(
         render_template(
             "embed/frame.html",
             newsletter=newsletter,
@@ -64,5 +74,3 @@ def _frame_response(newsletter: Newsletter, form, done: bool):
         ),
         400 if form is not None and form.errors else 200,
     )
-    response.headers["Content-Security-Policy"] = origins.frame_ancestors(newsletter)
-    return response

@@ -1,13 +1,15 @@
 """The outbox: rows written with the change that causes them, claimed and marked by workers.
 
 A row is ``pending`` until it is ``sent``; ``failed`` when the server refused it for good (a
-5xx for that address) or it cannot be built; ``dead`` when it was given up after
-OUTBOX_MAX_ATTEMPTS attempts or OUTBOX_MAX_AGE_HOURS in the queue. Failed and dead rows stay
-until an operator retries them (``retry``) or they are erased with their address.
+5xx) or it cannot be built (its ``last_error`` then starts with ``UNBUILT``); ``dead`` when it
+was given up after OUTBOX_MAX_ATTEMPTS attempts or OUTBOX_MAX_AGE_HOURS in the queue. Failed
+and dead rows stay until an operator retries them (``retry``) or they are erased with their
+address.
 """
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -16,19 +18,30 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..db import utcnow
-from ..models import OutboxMessage, OutboxState, TransportStatus
+from ..models import (
+    Newsletter,
+    OutboxMessage,
+    OutboxState,
+    Subscription,
+    TransportStatus,
+    token_subscription,
+)
 from . import messages, suppressions
+
+# How the last error of a mail that cannot be built begins: editors are shown these.
+UNBUILT = "could not be built: "
 
 
 def enqueue(session: Session, kind: str, recipient: str, payload: dict) -> OutboxMessage:
     """Add a message to the outbox in the caller's transaction."""
-    domain = current_app.config["MAIL_FROM"].rpartition("@")[2] or "localhost"
     now = utcnow()
     message = OutboxMessage(
         kind=kind,
         recipient=recipient,
         payload=payload,
-        message_id=f"<{uuid.uuid4().hex}@{domain}>",
+        # The unique part of its Message-ID; the domain is added when it is built (see
+        # messages.message_id), by the worker that sends it.
+        message_id=uuid.uuid4().hex,
         next_attempt_at=now,
         queued_at=now,
     )
@@ -113,6 +126,51 @@ def mark_failed(session: Session, message: OutboxMessage, error: str, *, permane
         message.next_attempt_at = utcnow() + backoff(message.attempts)
 
 
+def mark_unbuilt(session: Session, message: OutboxMessage, reason: str) -> None:
+    """Fail ``message`` for good: it cannot be built from what the database holds."""
+    mark_failed(session, message, UNBUILT + reason, permanent=True)
+
+
+@dataclass(frozen=True)
+class Unbuilt:
+    """Confirmation mails of one newsletter that could not be built, for one reason."""
+
+    newsletter: Newsletter
+    reason: str
+    mails: int
+    last_queued_at: datetime
+
+
+def unbuilt(session: Session, newsletter: Newsletter | None = None) -> list[Unbuilt]:
+    """Return the mails of ``newsletter`` (or of any) that could not be built, by reason."""
+    token_id = OutboxMessage.payload["token_id"].as_integer()
+    query = (
+        sa.select(
+            Newsletter,
+            OutboxMessage.last_error,
+            sa.func.count(OutboxMessage.id),
+            sa.func.max(OutboxMessage.queued_at),
+        )
+        .select_from(OutboxMessage)
+        .join(token_subscription, token_subscription.c.token_id == token_id)
+        .join(Subscription, Subscription.id == token_subscription.c.subscription_id)
+        .join(Newsletter, Newsletter.id == Subscription.newsletter_id)
+        .where(
+            OutboxMessage.kind == "confirm",
+            OutboxMessage.state == OutboxState.FAILED,
+            OutboxMessage.last_error.startswith(UNBUILT, autoescape=True),
+        )
+        .group_by(Newsletter.id, OutboxMessage.last_error)
+        .order_by(sa.func.max(OutboxMessage.queued_at).desc())
+    )
+    if newsletter is not None:
+        query = query.where(Newsletter.id == newsletter.id)
+    return [
+        Unbuilt(found, error.removeprefix(UNBUILT), n, last)
+        for found, error, n, last in session.execute(query)
+    ]
+
+
 def park_expired(session: Session) -> int:
     """Mark dead the pending messages queued longer than OUTBOX_MAX_AGE_HOURS; return how many.
 
@@ -166,7 +224,9 @@ def retry(
     now = utcnow()
     retried = list(session.scalars(query.order_by(OutboxMessage.id).with_for_update()))
     for message in retried:
-        if message.state == OutboxState.FAILED:
+        # A mail that could not be built was never refused, so it lifts no suppression.
+        refused = not (message.last_error or "").startswith(UNBUILT)
+        if message.state == OutboxState.FAILED and refused:
             suppressions.lift(session, message.recipient, messages.newsletter_ids(session, message))
         message.state = OutboxState.PENDING
         message.attempts = 0

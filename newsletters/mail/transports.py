@@ -1,6 +1,7 @@
 """Deliver rendered mails: SMTP (plain, STARTTLS, TLS), files, or the console."""
 
 import contextlib
+import re
 import smtplib
 import ssl
 import sys
@@ -18,7 +19,7 @@ class PermanentFailure(Exception):
 
 
 class RecipientRefused(PermanentFailure):
-    """The server refused the recipient's address for good (5xx to RCPT TO)."""
+    """The server refused the recipient's address for good (see ``refuses_recipient``)."""
 
 
 class TransportFailure(Exception):
@@ -26,6 +27,47 @@ class TransportFailure(Exception):
 
     No message is at fault: the worker puts the message back uncounted and waits.
     """
+
+
+# RFC 3463's enhanced status code at the start of a reply's text: class.subject.detail.
+ENHANCED_CODE = re.compile(r"\s*([245])\.(\d{1,3})\.(\d{1,3})(?!\S)")
+# Replies without an enhanced code: RFC 5321's codes for a mailbox that is unavailable (550),
+# not here (551) or not allowed as a name (553). Not 552 (storage exceeded: a full mailbox
+# or a message too big) nor 554 (transaction failed: mostly content or policy).
+RECIPIENT_CODES = {550, 551, 553}
+
+
+def refuses_recipient(code: int, text: bytes | str) -> bool:
+    """Tell whether the 5xx reply ``code text`` refuses the recipient's address for good.
+
+    One rule for the answers to RCPT TO and to the message (DATA): relays that check
+    addresses only once they have the message answer there, often with 550 or 554. An
+    enhanced code decides when there is one: X.1.x is about the address (except X.1.7 and
+    X.1.8, the sender's), X.2.1 a disabled mailbox. Not X.2.2, a full mailbox, which its
+    owner may empty; not X.7.x, policy, which at Gmail and others judges the message or
+    our sender's reputation (spam, "relay access denied"), not the address: suppressing
+    those would cut off readers for a fault of ours. Such refusals still fail the mail
+    for good, without a suppression.
+    """
+    if not 500 <= code < 600:
+        return False
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    enhanced = ENHANCED_CODE.match(text)
+    if enhanced is None:
+        return code in RECIPIENT_CODES
+    _class, subject, detail = (int(part) for part in enhanced.groups())
+    return (subject == 1 and detail not in (7, 8)) or (subject, detail) == (2, 1)
+
+
+def _refused(stage: str, replies: list[tuple[int, bytes]]) -> Exception:
+    """Return the failure that ``replies`` of the server at ``stage`` mean, to raise."""
+    detail = "; ".join(f"{code} {text!r}" for code, text in replies)
+    if all(refuses_recipient(code, text) for code, text in replies):
+        return RecipientRefused(f"{stage}: {detail}")
+    if all(500 <= code < 600 for code, _ in replies):
+        return PermanentFailure(f"{stage}: {detail}")
+    return TemporaryFailure(f"{stage}: {detail}")
 
 
 class SMTPTransport:
@@ -91,11 +133,7 @@ class SMTPTransport:
             self.connection.send_message(mail)
         except smtplib.SMTPRecipientsRefused as exc:
             self.close()
-            codes = [code for code, _ in exc.recipients.values()]
-            detail = "; ".join(f"{code} {text!r}" for code, text in exc.recipients.values())
-            if all(500 <= code < 600 for code in codes):
-                raise RecipientRefused(f"recipient refused: {detail}") from None
-            raise TemporaryFailure(f"recipient refused: {detail}") from None
+            raise _refused("recipient refused", list(exc.recipients.values())) from None
         except smtplib.SMTPSenderRefused as exc:
             # MAIL_FROM is the same on every mail: its refusal is the relay's setting (or a
             # relay-wide throttle), not this message's fault.
@@ -103,6 +141,10 @@ class SMTPTransport:
             raise TransportFailure(
                 f"sender {exc.sender!r} refused: {exc.smtp_code} {exc.smtp_error!r}"
             ) from None
+        except smtplib.SMTPDataError as exc:
+            self.close()
+            replies = [(exc.smtp_code, exc.smtp_error)]
+            raise _refused("message refused", replies) from None
         except smtplib.SMTPResponseException as exc:
             self.close()
             reply = f"{exc.smtp_code} {exc.smtp_error!r}"

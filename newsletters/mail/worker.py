@@ -89,13 +89,18 @@ def _deliver(
     """
     try:
         mail, links = render(session, message)
-    except Unrenderable as exc:
-        outbox.mark_failed(session, message, str(exc), permanent=True)
-        report(f"outbox {message.id}: not sendable: {exc}")
+    except (Unrenderable, ValueError) as exc:
+        # What the database holds cannot make this mail (its signup is gone, a newsletter's
+        # text cannot be a header): every attempt would fail alike until someone corrects
+        # the data, so it is parked at once, with the reason editors are shown.
+        reason = str(exc) if isinstance(exc, Unrenderable) else f"{type(exc).__name__}: {exc}"
+        log.warning("outbox %s: cannot be built: %s", message.id, reason)
+        outbox.mark_unbuilt(session, message, reason)
+        report(f"outbox {message.id}: cannot be built, not sent: {reason}")
         return "failed", False
-    except (ValueError, TemplateError) as exc:
-        # Bad data (a newsletter's subject with a line break) or a template bug: this
-        # message waits with backoff for a fix, and the ones behind it still go out.
+    except TemplateError as exc:
+        # A bug in a template, which a deploy fixes: this message waits with backoff for
+        # it, and the ones behind it still go out.
         log.exception("outbox %s: cannot render", message.id)
         outbox.mark_failed(session, message, f"{type(exc).__name__}: {exc}", permanent=False)
         report(f"outbox {message.id}: cannot render, {_next_step(message)}: {exc}")

@@ -12,6 +12,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from .. import db
+from ..embed import origins
 from ..models import Newsletter, Source
 from . import services
 from .forms import SignupForm
@@ -27,8 +28,10 @@ def take_signup(newsletters: list[Newsletter], source: Source) -> SignupForm:
     """Record the signup in the current request; return the form, with errors if refused.
 
     A filled honeypot field (``website``, hidden from people) gets the same answer as a real
-    signup and stores nothing: a bot learns nothing from trying again.
+    signup and stores nothing: a bot learns nothing from trying again. A page that may not
+    use these newsletters' forms is refused first (403), whichever entry point it posted to.
     """
+    origins.check(newsletters)
     form = SignupForm(formdata=signup_payload(), meta={"csrf": False})
     if not form.validate() or form.website.data:
         return form

@@ -2,7 +2,7 @@
 
 from flask import Blueprint, render_template, request
 
-from .. import db
+from .. import db, headers
 from ..models import Status
 from . import services
 from .entry import client_ip, client_user_agent
@@ -11,6 +11,7 @@ bp = Blueprint("preferences", __name__)
 
 
 @bp.get("/preferences/<token>")
+@headers.secret_link
 def page(token):
     """Show every newsletter of the address that owns this unsubscribe link; change nothing."""
     subscription = services.unsubscribe_target(db.session(), token)
@@ -18,6 +19,7 @@ def page(token):
 
 
 @bp.post("/preferences/<token>")
+@headers.secret_link
 def save(token):
     """Unsubscribe the address from every newsletter whose box was left unticked."""
     session = db.session()

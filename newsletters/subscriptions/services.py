@@ -5,7 +5,6 @@ cannot drift apart. They flush and never commit: the caller commits once, and th
 written here goes out only if that commit happens.
 """
 
-import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -15,6 +14,7 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from .. import tokens
 from ..db import utcnow
 from ..mail import outbox, suppressions
 from ..models import (
@@ -30,7 +30,9 @@ from ..models import (
     Token,
     TokenPurpose,
 )
-from .. import tokens
+from ..text import has_control_characters
+
+CANCELLED = "This subscription was cancelled after this link was sent. Sign up again to receive it."
 
 
 class InvalidSignup(ValueError):
@@ -43,12 +45,27 @@ class InvalidSignup(ValueError):
 
 
 class LinkError(LookupError):
-    """A confirmation or unsubscribe link that cannot be used; the message says why."""
+    """A confirmation or unsubscribe link that cannot be used; the message says why.
 
-    def __init__(self, message: str, status: int):
+    ``sign_up_again`` lists the newsletters whose forms the reader may use for a new link.
+    """
+
+    def __init__(self, message: str, status: int, sign_up_again: list[Newsletter] = ()):
         super().__init__(message)
         self.message = message
         self.status = status
+        self.sign_up_again = list(sign_up_again)
+
+
+class AlreadyConfirmed(Exception):
+    """A used confirmation link whose subscription stands: the reader is subscribed.
+
+    Said plainly, since whoever holds the link owns the inbox it was sent to.
+    """
+
+    def __init__(self, token: "Token"):
+        super().__init__("already confirmed")
+        self.token = token
 
 
 @dataclass(frozen=True)
@@ -87,9 +104,7 @@ def clean_name(raw: str | None) -> str | None:
     if len(name) > current_app.config["NAME_MAX_LENGTH"]:
         limit = current_app.config["NAME_MAX_LENGTH"]
         raise InvalidSignup("name", f"The name is too long: {limit} characters at most.")
-    # Control characters (NUL, CR, LF among them), Unicode's own line and paragraph
-    # separators, and lone surrogates, which no database can store.
-    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp", "Cs") for ch in name):
+    if has_control_characters(name):
         raise InvalidSignup("name", "The name may not contain line breaks or control characters.")
     return name
 
@@ -251,21 +266,26 @@ def _record(session: Session, subscription: Subscription, status: Status, eviden
 
 
 def confirmation_token(session: Session, secret: str) -> Token:
-    """Return the usable confirmation token behind ``secret``, or raise ``LinkError``."""
+    """Return the usable confirmation token behind ``secret``; else raise why it is not.
+
+    ``AlreadyConfirmed`` for a used link whose subscriptions are confirmed, ``LinkError``
+    for every other link that cannot be used.
+    """
     token = tokens.find(session, TokenPurpose.CONFIRM, secret)
     if token is None:
         raise LinkError("This confirmation link is not valid. Check that it was copied whole.", 404)
+    newsletters = [s.newsletter for s in token.subscriptions]
     if token.used_at is not None:
-        raise LinkError("This confirmation link has already been used.", 410)
+        if any(s.status == Status.CONFIRMED for s in token.subscriptions):
+            raise AlreadyConfirmed(token)
+        raise LinkError("This confirmation link has already been used.", 410, newsletters)
     if token.expires_at is not None and token.expires_at <= utcnow():
-        raise LinkError("This confirmation link has expired. Sign up again to get a new one.", 410)
+        raise LinkError(
+            "This confirmation link has expired. Sign up again to get a new one.", 410, newsletters
+        )
     if all(s.status == Status.UNSUBSCRIBED for s in token.subscriptions):
         # The reader left after this link was sent; only a new signup may bring them back.
-        raise LinkError(
-            "This subscription was cancelled after this link was sent. "
-            "Sign up again to receive it.",
-            410,
-        )
+        raise LinkError(CANCELLED, 410, newsletters)
     return token
 
 
@@ -280,6 +300,9 @@ def confirm(session: Session, secret: str, ip: str | None, user_agent: str | Non
         .execution_options(synchronize_session=False)
     )
     if claimed.rowcount != 1:
+        # Another request used it a moment ago (a double click): answer as it will be seen.
+        session.expire(token)
+        confirmation_token(session, secret)
         raise LinkError("This confirmation link has already been used.", 410)
     session.expire(token, ["used_at"])
     evidence = Evidence(ip=ip, user_agent=user_agent, source=Source.FORM)
@@ -297,11 +320,7 @@ def confirm(session: Session, secret: str, ip: str | None, user_agent: str | Non
             _record(session, subscription, Status.CONFIRMED, evidence)
     if all(s.status == Status.UNSUBSCRIBED for s in token.subscriptions):
         # Cancelled while this link was being followed; the rollback leaves it unused.
-        raise LinkError(
-            "This subscription was cancelled after this link was sent. "
-            "Sign up again to receive it.",
-            410,
-        )
+        raise LinkError(CANCELLED, 410, [s.newsletter for s in token.subscriptions])
     session.flush()
     return token
 

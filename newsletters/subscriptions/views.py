@@ -3,9 +3,9 @@
 import sqlalchemy as sa
 from flask import Blueprint, abort, g, jsonify, redirect, render_template, request, url_for
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import BadRequest, Forbidden
+from werkzeug.exceptions import BadRequest
 
-from .. import db
+from .. import catalogue, db, headers, limits
 from ..embed import origins
 from ..models import DEFAULT_TEXTS, Newsletter, Source, Status
 from ..negotiation import wants_json
@@ -16,6 +16,11 @@ from .forms import SignupForm
 bp = Blueprint("subscriptions", __name__)
 
 MAX_NEWSLETTERS_PER_SIGNUP = 50
+# The thank-you text of a signup to several newsletters at once (SPEC's is for one).
+SEVERAL_SUCCESS_TEXT = (
+    "Thank you for signing up for these newsletters. "
+    "We've sent you one confirmation email for all of them."
+)
 
 
 @bp.get("/")
@@ -33,10 +38,10 @@ def hosted(slug):
 
 
 @bp.post("/n/<slug>/subscribe")
+@limits.signup
 def subscribe(slug):
     """Take a signup to one newsletter from a form (plain, cross-origin) or a JSON request."""
     newsletter = newsletter_or_404(slug)
-    _check_origin([newsletter])
     form = take_signup([newsletter], Source.FORM)
     if form.errors:
         if wants_json():
@@ -46,23 +51,35 @@ def subscribe(slug):
     if wants_json():
         return _success_json(newsletter.text("success_title"), newsletter.text("success_text"))
     target = origins.safe_return_url([newsletter], form.return_url.data)
-    return redirect(target or url_for(".thanks", slug=slug), 303)
+    return redirect(target or url_for(".thanks", slug=newsletter.slug), 303)
 
 
 @bp.post("/subscribe")
+@limits.signup
 def subscribe_many():
     """Take one signup to several newsletters (repeated ``newsletter`` fields): one mail."""
-    newsletters = _chosen_newsletters()
-    _check_origin(newsletters)
+    try:
+        newsletters = _chosen_newsletters()
+    except BadRequest as exc:
+        if wants_json():
+            raise
+        # None ticked, or too many: the form again, with what the reader typed.
+        return _index(several=_several(signup_payload(), exc.description), status=400)
     form = take_signup(newsletters, Source.FORM)
     if form.errors:
         if wants_json():
             return _invalid_json(form, DEFAULT_TEXTS["invalid_email"])
-        return _index(several_form=form, status=400)
+        message = DEFAULT_TEXTS["invalid_email"] if form.email.errors else _first_error(form)
+        return _index(several=_several(signup_payload(), message), status=400)
     if wants_json():
-        return _success_json(DEFAULT_TEXTS["success_title"], DEFAULT_TEXTS["success_text"])
+        return _success_json(DEFAULT_TEXTS["success_title"], success_text(len(newsletters)))
     target = origins.safe_return_url(newsletters, form.return_url.data)
     return redirect(target or url_for(".thanks_many", n=[n.slug for n in newsletters]), 303)
+
+
+def success_text(count: int) -> str:
+    """Return the thank-you text for a signup to ``count`` newsletters at once."""
+    return DEFAULT_TEXTS["success_text"] if count == 1 else SEVERAL_SUCCESS_TEXT
 
 
 @bp.get("/n/<slug>/thanks")
@@ -81,12 +98,12 @@ def thanks(slug):
 def thanks_many():
     """Show the success message after a signup to several newsletters."""
     slugs = [s for s in request.args.getlist("n")[:MAX_NEWSLETTERS_PER_SIGNUP] if _may_exist(s)]
-    names = db.session().scalars(sa.select(Newsletter.name).where(Newsletter.slug.in_(slugs)))
+    names = list(db.session().scalars(sa.select(Newsletter.name).where(Newsletter.slug.in_(slugs))))
     return render_template(
         "subscriptions/thanks.html",
         title=DEFAULT_TEXTS["success_title"],
-        text=DEFAULT_TEXTS["success_text"],
-        names=list(names),
+        text=success_text(len(names)),
+        names=names,
     )
 
 
@@ -109,6 +126,7 @@ def allow_cross_origin_reads(response):
 
 
 @bp.get("/confirm/<token>")
+@headers.secret_link
 def confirm_page(token):
     """Show what a confirmation link confirms, with a button; change nothing."""
     found = services.confirmation_token(db.session(), token)
@@ -116,6 +134,7 @@ def confirm_page(token):
 
 
 @bp.post("/confirm/<token>")
+@headers.secret_link
 def confirm(token):
     """Confirm the subscriptions behind a confirmation link."""
     confirmed = services.confirm(db.session(), token, client_ip(), client_user_agent())
@@ -124,6 +143,7 @@ def confirm(token):
 
 
 @bp.get("/unsubscribe/<token>")
+@headers.secret_link
 def unsubscribe_page(token):
     """Show an unsubscribe button; change nothing (mail scanners follow links)."""
     subscription = services.unsubscribe_target(db.session(), token)
@@ -133,6 +153,7 @@ def unsubscribe_page(token):
 
 
 @bp.post("/unsubscribe/<token>")
+@headers.secret_link
 def unsubscribe(token):
     """Unsubscribe; also RFC 8058's one-click POST, answered 200 without a redirect."""
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
@@ -155,22 +176,43 @@ def unsubscribe(token):
 def link_error(exc: services.LinkError):
     if wants_json():
         return jsonify(error="link", message=exc.message), exc.status
-    return render_template("subscriptions/link_error.html", message=exc.message), exc.status
+    page = render_template(
+        "subscriptions/link_error.html", message=exc.message, sign_up_again=exc.sign_up_again
+    )
+    return page, exc.status
+
+
+@bp.app_errorhandler(services.AlreadyConfirmed)
+def already_confirmed(exc: services.AlreadyConfirmed):
+    standing = [s.newsletter.name for s in exc.token.subscriptions if s.status == Status.CONFIRMED]
+    message = f"You are already subscribed to {', '.join(standing)}."
+    if wants_json():
+        return jsonify(status=str(Status.CONFIRMED), message=message)
+    return render_template("subscriptions/confirmed.html", token=exc.token, already=message)
 
 
 def newsletter_or_404(slug: str) -> Newsletter:
-    """Return the newsletter called ``slug``, or answer 404 with a readable message."""
+    """Return the newsletter called ``slug`` now or before, or answer 404 with a message.
+
+    A GET of an old slug is redirected (308) to the same page under the current one. Any
+    other method is served where it arrives: cross-origin form posts and fetches from
+    pages that embed the old slug must not depend on following a redirect.
+    """
     newsletter = _newsletter_by_slug(slug)
     if newsletter is None:
         abort(404, description=f"There is no newsletter called {slug!r}.")
+    if newsletter.slug != slug and request.method in ("GET", "HEAD"):
+        target = url_for(request.endpoint, **(request.view_args | {"slug": newsletter.slug}))
+        if request.query_string:
+            # Latin-1 gives back the very bytes the client sent.
+            target += "?" + request.query_string.decode("latin-1")
+        abort(redirect(target, 308))
     g.signup_newsletters = [newsletter]
     return newsletter
 
 
 def _newsletter_by_slug(slug: str) -> Newsletter | None:
-    if not _may_exist(slug):
-        return None
-    return db.session().scalar(sa.select(Newsletter).where(Newsletter.slug == slug))
+    return catalogue.lookup(db.session(), slug)
 
 
 def _may_exist(slug: str) -> bool:
@@ -184,36 +226,39 @@ def _chosen_newsletters() -> list[Newsletter]:
         raise BadRequest("Choose at least one newsletter.")
     if len(slugs) > MAX_NEWSLETTERS_PER_SIGNUP:
         raise BadRequest(f"Choose at most {MAX_NEWSLETTERS_PER_SIGNUP} newsletters at once.")
-    asked = [slug for slug in slugs if _may_exist(slug)]
-    found = {
-        n.slug: n
-        for n in db.session().scalars(sa.select(Newsletter).where(Newsletter.slug.in_(asked)))
-    }
+    found = catalogue.lookup_many(db.session(), slugs)
     missing = [slug for slug in slugs if slug not in found]
     if missing:
         abort(404, description=f"There is no newsletter called {missing[0]!r}.")
-    g.signup_newsletters = [found[slug] for slug in slugs]
+    # An old slug and the current one of the same newsletter are one choice.
+    g.signup_newsletters = list({found[slug].id: found[slug] for slug in slugs}.values())
     return g.signup_newsletters
 
 
-def _check_origin(newsletters: list[Newsletter]) -> None:
-    """Refuse a signup posted from a page that these newsletters do not allow."""
-    origin = origins.origin_of(request.headers.get("Origin", ""))
-    if not origins.permits(newsletters, origin):
-        raise Forbidden(f"This signup form may not be used on {origin}.")
-
-
-def _index(several_form: SignupForm | None = None, status: int = 200):
+def _index(several: dict | None = None, status: int = 200):
     newsletters = db.session().scalars(
         sa.select(Newsletter).where(Newsletter.is_public).order_by(Newsletter.name)
     )
     page = render_template(
         "subscriptions/index.html",
         newsletters=list(newsletters),
-        several_form=several_form,
+        several=several,
         default_texts=DEFAULT_TEXTS,
     )
     return page, status
+
+
+def _several(payload, error: str) -> dict:
+    """Return what the several-at-once form shows again: the ticks, the address, the error."""
+    return {
+        "chosen": set(payload.getlist("newsletter")),
+        "email": payload.get("email", ""),
+        "error": error,
+    }
+
+
+def _first_error(form: SignupForm) -> str:
+    return next(field.errors[0] for field in form._fields.values() if field.errors)
 
 
 def _success_json(title: str, message: str):

@@ -2,8 +2,10 @@
  * Options, as attributes of the script tag:
  *   data-newsletters="slug-a slug-b"  one form with a checkbox per newsletter (one mail)
  *   data-name="true"                  also ask for a name
- * Style it from the host page: every element has an nl-widget__* class; the defaults below
- * use :where() so that any selector of the host page wins. */
+ * Style it from the host page: every element has an nl-widget__* class; the default styles
+ * (widget.css) use :where() so that any selector of the host page wins. A host page with a
+ * Content-Security-Policy names this product's origin in script-src, connect-src and
+ * style-src. */
 (function () {
   "use strict";
   var settings = {{ settings|tojson }};
@@ -12,32 +14,35 @@
   var count = (window.__nlWidgets = (window.__nlWidgets || 0) + 1);
   var uid = "nl-" + settings.slug + "-" + count;
 
+  // A stylesheet from this product's origin, not an injected <style>: a strict
+  // Content-Security-Policy refuses every inline style, but lets this stylesheet in the way
+  // it lets this script in (style-src naming our origin). Refused, the form still works.
   if (!document.getElementById("nl-widget-style")) {
-    var style = document.createElement("style");
-    style.id = "nl-widget-style";
-    style.textContent = [
-      ":where(.nl-widget){font:15px/1.4 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;max-width:32rem;margin:1rem 0}",
-      ":where(.nl-widget__row){display:flex;gap:6px}",
-      ":where(.nl-widget__input){flex:1;min-width:0;padding:8px 10px;font:inherit;border:1px solid #c4c7cc;border-radius:5px}",
-      ":where(.nl-widget__input[aria-invalid=true]){border-color:#b3261e}",
-      ":where(.nl-widget__button){padding:8px 14px;font:inherit;font-weight:600;color:#fff;background:#0b57d0;border:0;border-radius:5px;cursor:pointer}",
-      ":where(.nl-widget__button[disabled]){opacity:.6;cursor:wait}",
-      ":where(.nl-widget__choices){border:0;margin:0 0 6px;padding:0}",
-      ":where(.nl-widget__choice){display:block}",
-      ":where(.nl-widget__note){color:#5f6368;font-size:12px;margin:4px 0 0}",
-      ":where(.nl-widget__message){margin:6px 0 0;font-weight:600}",
-      ":where(.nl-widget__message--error){color:#b3261e}",
-      ":where(.nl-widget__message--success){color:#146c2e}",
-      ".nl-widget__trap{position:absolute;left:-10000px;width:1px;height:1px;overflow:hidden}",
-      ".nl-widget__label{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}"
-    ].join("\n");
-    document.head.appendChild(style);
+    var link = document.createElement("link");
+    link.id = "nl-widget-style";
+    link.rel = "stylesheet";
+    link.href = settings.stylesheet;
+    (document.head || document.documentElement).appendChild(link);
   }
 
   function el(tag, className, attrs) {
     var node = document.createElement(tag);
     if (className) { node.className = className; }
     for (var key in attrs || {}) { node.setAttribute(key, attrs[key]); }
+    return node;
+  }
+
+  // What must stay out of sight is hidden from script (CSSOM), which no CSP refuses, and
+  // "important", which no rule of the host page overrides: never by the stylesheet.
+  var VISUALLY_HIDDEN = {
+    position: "absolute", width: "1px", height: "1px", margin: "-1px", padding: "0",
+    border: "0", overflow: "hidden", clip: "rect(0 0 0 0)", "clip-path": "inset(50%)",
+    "white-space": "nowrap"
+  };
+  function hideVisually(node) {
+    for (var property in VISUALLY_HIDDEN) {
+      node.style.setProperty(property, VISUALLY_HIDDEN[property], "important");
+    }
     return node;
   }
 
@@ -53,7 +58,7 @@
 
   if (many) {
     var choices = el("fieldset", "nl-widget__choices");
-    var legend = el("legend", "nl-widget__label");
+    var legend = hideVisually(el("legend", "nl-widget__label"));
     legend.textContent = "Newsletters";
     choices.appendChild(legend);
     slugs.forEach(function (slug) {
@@ -69,22 +74,28 @@
   }
 
   var row = el("div", "nl-widget__row");
-  var label = el("label", "nl-widget__label", { "for": uid + "-email" });
+  var label = hideVisually(el("label", "nl-widget__label", { "for": uid + "-email" }));
   label.textContent = "Email (required)";
   var input = el("input", "nl-widget__input", {
     type: "email", id: uid + "-email", name: "email", required: "", maxlength: "254",
     autocomplete: "email", placeholder: settings.texts.placeholder,
     "aria-describedby": uid + "-message"
   });
+  // The asterisk that the note's "* indicates required" speaks of; the label says it in words.
+  var field = el("span", "nl-widget__field");
+  var mark = el("span", "nl-widget__required", { "aria-hidden": "true" });
+  mark.textContent = "*";
+  field.appendChild(input);
+  field.appendChild(mark);
   var button = el("button", "nl-widget__button", { type: "submit" });
   button.textContent = settings.texts.button;
   row.appendChild(label);
-  row.appendChild(input);
+  row.appendChild(field);
   row.appendChild(button);
   form.appendChild(row);
 
   if (script.getAttribute("data-name") === "true") {
-    var nameLabel = el("label", "nl-widget__label", { "for": uid + "-name" });
+    var nameLabel = hideVisually(el("label", "nl-widget__label", { "for": uid + "-name" }));
     nameLabel.textContent = "Name (optional)";
     var nameInput = el("input", "nl-widget__input nl-widget__name", {
       type: "text", id: uid + "-name", name: "name", maxlength: "200", placeholder: "Name", autocomplete: "name"
@@ -93,9 +104,13 @@
     form.appendChild(nameInput);
   }
 
-  // Hidden from people and from screen readers; bots fill it and are ignored.
+  // Hidden from people, from the keyboard and from screen readers; bots fill it and are ignored.
   var trap = el("div", "nl-widget__trap", { "aria-hidden": "true" });
-  trap.appendChild(el("input", "", { type: "text", name: "website", tabindex: "-1", autocomplete: "off" }));
+  trap.hidden = true;
+  trap.style.setProperty("display", "none", "important");
+  trap.appendChild(el("input", "", {
+    type: "text", name: "website", tabindex: "-1", autocomplete: "off", "aria-hidden": "true"
+  }));
   form.appendChild(trap);
 
   var message = el("p", "nl-widget__message", { id: uid + "-message", role: "status", "aria-live": "polite" });

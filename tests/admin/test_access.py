@@ -1,5 +1,6 @@
 """Who may enter the editors' area and what each may see: login, roles, CSRF, sessions."""
 
+import logging
 import re
 
 import pytest
@@ -14,10 +15,10 @@ def admin_rules(app):
     return [r for r in app.url_map.iter_rules() if r.rule.startswith("/admin")]
 
 
-def url_for_rule(rule, slug, subscription_id):
-    values = {"slug": slug, "subscription_id": subscription_id}
-    return rule.rule.replace("<slug>", values["slug"]).replace(
-        "<int:subscription_id>", str(values["subscription_id"])
+def url_for_rule(rule, slug, subscription_id, editor_id=1):
+    values = {"slug": slug, "subscription_id": subscription_id, "editor_id": editor_id}
+    return re.sub(
+        r"<(?:int:)?(\w+)>", lambda placeholder: str(values[placeholder.group(1)]), rule.rule
     )
 
 
@@ -63,6 +64,57 @@ def test_an_editor_gets_403_or_404_on_every_route_of_another_newsletter(
     # Nothing changed on the other newsletter.
     assert session.scalar(sa.select(sa.func.count()).select_from(ConsentEvent)) == before
     assert session.scalar(sa.select(sa.func.count()).select_from(Subscription)) == 1
+
+
+def test_an_editor_opening_another_newsletter_is_refused_and_logged(
+    client, newsletter, other_newsletter, make_editor, caplog
+):
+    login(client, make_editor("editor@example.com", "other"))
+
+    with caplog.at_level(logging.WARNING, logger="newsletters.admin"):
+        response = client.get("/admin/n/briefing/subscribers")
+
+    assert response.status_code == 403
+    [record] = [r for r in caplog.records if r.name == "newsletters.admin"]
+    assert record.levelno == logging.WARNING
+    assert (record.editor, record.endpoint, record.newsletter) == (
+        "editor@example.com",
+        "admin.subscribers",
+        "briefing",
+    )
+    assert isinstance(record.editor_id, int)
+    message = record.getMessage()
+    assert "editor@example.com" in message and "'/admin/n/briefing/subscribers'" in message
+    assert "briefing" in message and "You are not an editor of this newsletter." in message
+
+
+def test_every_403_of_the_editors_area_is_logged(
+    app, client, newsletter, other_newsletter, make_editor, subscribed, caplog
+):
+    login(client, make_editor("editor@example.com", "other"))
+    token = csrf_token(client, "/admin/account/password")
+    refused = 0
+    caplog.set_level(logging.WARNING, logger="newsletters.admin")
+    for rule in admin_rules(app):
+        if rule.endpoint in ("admin.login", "admin.logout"):
+            continue
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            caplog.clear()
+            response = client.open(
+                url_for_rule(rule, "briefing", subscribed),
+                method=method,
+                data={"csrf_token": token} if method == "POST" else None,
+            )
+            denials = [r for r in caplog.records if r.name == "newsletters.admin"]
+            if response.status_code != 403:
+                assert denials == [], (method, rule.rule)
+                continue
+            refused += 1
+            [record] = denials
+            assert (record.editor, record.endpoint) == ("editor@example.com", rule.endpoint)
+            assert record.newsletter == ("briefing" if "<slug>" in rule.rule else None)
+    # Every newsletter route of 'briefing' and every admin-only page was tried.
+    assert refused >= 10
 
 
 def test_an_editor_sees_only_their_newsletters_and_no_admin_pages(
@@ -114,7 +166,8 @@ def test_a_post_without_the_csrf_token_is_refused(client, make_editor, newslette
 
 def test_admin_pages_refuse_every_frame_and_cookies_are_httponly_and_lax(client, make_editor):
     make_editor("boss@example.com", is_admin=True)
-    assert client.get("/admin/login").headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+    csp = client.get("/admin/login").headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp.split("; ")
     response = login(client, "boss@example.com")
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie

@@ -6,7 +6,7 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from newsletters import db
+from newsletters import db, tokens
 from newsletters.admin import subscribers
 from newsletters.admin.subscribers import _successor
 from newsletters.models import (
@@ -19,7 +19,6 @@ from newsletters.models import (
     Token,
     TokenPurpose,
 )
-from newsletters import tokens
 
 from .conftest import csrf_token, login
 

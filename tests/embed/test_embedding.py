@@ -1,8 +1,12 @@
 """Forms on other sites: iframe page, widget script, cross-origin posts, CORS, return URLs."""
 
+from html.parser import HTMLParser
+
 import pytest
 import sqlalchemy as sa
 
+from newsletters import db
+from newsletters.embed.snippets import snippets
 from newsletters.models import Newsletter, OutboxMessage, Subscription
 
 PUBLISHER = "https://publisher.example"
@@ -19,10 +23,17 @@ def count(session, model):
     return session.scalar(sa.select(sa.func.count()).select_from(model))
 
 
+def frame_ancestors(response) -> str:
+    """Return the frame-ancestors directive of the response's Content-Security-Policy."""
+    directives = response.headers["Content-Security-Policy"].split("; ")
+    [directive] = [d for d in directives if d.startswith("frame-ancestors ")]
+    return directive
+
+
 def test_iframe_page_is_the_compact_form_frameable_anywhere_by_default(client, newsletter):
     response = client.get("/n/briefing/embed")
     assert response.status_code == 200
-    assert response.headers["Content-Security-Policy"] == "frame-ancestors *"
+    assert frame_ancestors(response) == "frame-ancestors *"
     page = response.get_data(as_text=True)
     assert 'placeholder="Enter your email to subscribe"' in page
     assert "* indicates required" in page
@@ -31,13 +42,13 @@ def test_iframe_page_is_the_compact_form_frameable_anywhere_by_default(client, n
 
 def test_iframe_page_may_only_be_framed_by_allowed_origins(client, newsletter, session):
     restrict(session, "briefing", f"{PUBLISHER} https://other.example")
-    csp = client.get("/n/briefing/embed").headers["Content-Security-Policy"]
+    csp = frame_ancestors(client.get("/n/briefing/embed"))
     assert csp == f"frame-ancestors 'self' {PUBLISHER} https://other.example"
 
 
 def test_other_pages_cannot_be_framed(client, newsletter):
     for path in ("/", "/n/briefing", "/n/briefing/thanks"):
-        assert client.get(path).headers["Content-Security-Policy"] == "frame-ancestors 'self'"
+        assert frame_ancestors(client.get(path)) == "frame-ancestors 'self'"
 
 
 def test_iframe_signup_answers_inline_with_success_or_error(client, newsletter, session):
@@ -149,7 +160,10 @@ def test_cors_names_the_exact_allowed_origin_and_never_reflects_others(client, n
         data={"email": "reader@example.com"},
         headers={"Origin": "https://evil.example", "Accept": "application/json"},
     )
-    assert "Access-Control-Allow-Origin" not in refused.headers
+    assert refused.status_code == 403
+    # Only the refusal is readable there, so that the widget can say why.
+    assert refused.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Allow-Credentials" not in refused.headers
 
 
 def test_cors_preflight_for_json_signups(client, newsletter):
@@ -198,3 +212,75 @@ def test_filled_honeypot_gets_the_normal_answer_and_stores_nothing(client, newsl
         assert response.status_code in (200, 303)
     assert count(session, Subscription) == 0
     assert count(session, OutboxMessage) == 0
+
+
+class Elements(HTMLParser):
+    """Collect each start tag with its attributes, and the text right after it."""
+
+    def __init__(self, markup: str):
+        super().__init__()
+        self.tags: list[tuple[str, dict, list[str]]] = []
+        self.feed(markup)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs), []))
+
+    def handle_data(self, data):
+        if self.tags and data.strip():
+            self.tags[-1][2].append(data.strip())
+
+    def named(self, tag: str) -> list[dict]:
+        return [attrs for name, attrs, _ in self.tags if name == tag]
+
+
+def test_iframe_snippet_is_valid_html_that_a_strict_host_policy_does_not_refuse(
+    app, client, newsletter
+):
+    with app.app_context():
+        newsletter_row = db.session().scalar(sa.select(Newsletter))
+        snippet = snippets(newsletter_row)["iframe"]
+    found = Elements(snippet)
+    [frame] = found.named("iframe")
+    assert frame["src"] == "https://news.example.org/n/briefing/embed"
+    assert frame["title"] == "Morning Briefing signup"
+    assert frame["loading"] == "lazy"
+    # HTML wants a number of CSS pixels in width and height: no "100%".
+    assert frame["width"].isdigit() and frame["height"].isdigit()
+    # Nothing inline a host page's CSP refuses (style-src without 'unsafe-inline'), nothing
+    # obsolete: the borderless look comes from the product's stylesheet.
+    assert not {"style", "frameborder"} & frame.keys()
+    [link] = found.named("link")
+    assert link["rel"] == "stylesheet"
+    assert link["href"] == "https://news.example.org/static/widget.css"
+    stylesheet = client.get("/static/widget.css")
+    assert stylesheet.status_code == 200 and stylesheet.mimetype == "text/css"
+    assert "border: 0" in stylesheet.get_data(as_text=True).split(".nl-frame")[1]
+    stylesheet.close()
+
+
+@pytest.mark.parametrize("path", ["/", "/n/briefing", "/n/briefing/embed"])
+def test_every_signup_form_marks_its_email_field_with_the_asterisk_its_note_speaks_of(
+    client, newsletter, session, path
+):
+    session.add(Newsletter(slug="weekly", name="Weekly"))  # the index offers several at once
+    session.commit()
+    page = client.get(path).get_data(as_text=True)
+    assert "* indicates required" in page
+    tags = Elements(page).tags
+    emails = [i for i, (tag, attrs, _) in enumerate(tags) if attrs.get("type") == "email"]
+    assert len(emails) == (3 if path == "/" else 1)  # for several, and one per newsletter
+    for i in emails:
+        assert "required" in tags[i][1]
+        tag, attrs, text = tags[i + 1]  # the mark stands right after the field
+        assert (tag, attrs.get("aria-hidden"), text) == ("span", "true", ["*"])
+
+
+@pytest.mark.parametrize("path", ["/", "/n/briefing", "/n/briefing/embed"])
+def test_honeypot_is_hidden_by_its_attribute_not_by_a_stylesheet(client, newsletter, path):
+    tags = Elements(client.get(path).get_data(as_text=True)).tags
+    traps = [i for i, (_, attrs, _) in enumerate(tags) if attrs.get("name") == "website"]
+    assert traps
+    for i in traps:
+        assert tags[i][1]["tabindex"] == "-1" and tags[i][1]["autocomplete"] == "off"
+        wrapper = next(attrs for tag, attrs, _ in reversed(tags[:i]) if tag == "div")
+        assert "hidden" in wrapper and wrapper["aria-hidden"] == "true"

@@ -85,3 +85,49 @@ def test_one_address_gets_a_bounded_number_of_mails_per_day_across_newsletters(
     assert mails == app.config["CONFIRM_MAILS_PER_DAY"] == 5
     # Every signup is still recorded as pending: only the mails are capped.
     assert session.scalar(sa.select(sa.func.count()).select_from(Subscription)) == 8
+
+
+def test_a_bad_address_shows_the_several_form_again_with_the_ticks_and_the_address(client, session):
+    add_newsletters(session, "alpha", "beta", "gamma")
+    bad = client.post(
+        "/subscribe", data={"email": "reader@example", "newsletter": ["alpha", "gamma"]}
+    )
+    assert bad.status_code == 400
+    page = bad.get_data(as_text=True)
+    assert 'value="alpha" checked>' in page and 'value="gamma" checked>' in page
+    assert 'value="beta">' in page
+    assert 'value="reader@example"' in page
+    assert "Please, enter correct email address" in page
+
+
+def test_none_ticked_shows_the_several_form_again_with_a_message(client, session):
+    add_newsletters(session, "alpha", "beta")
+    none = client.post("/subscribe", data={"email": "reader@example.com"})
+    assert none.status_code == 400
+    page = none.get_data(as_text=True)
+    assert 'id="title-several"' in page  # the form, not a bare error page
+    assert 'value="reader@example.com"' in page
+    assert "Choose at least one newsletter." in page
+    assert session.scalar(sa.select(sa.func.count()).select_from(Subscription)) == 0
+
+
+def test_thanks_for_several_newsletters_speaks_of_them_in_the_plural(client, session):
+    add_newsletters(session, "alpha", "beta")
+    done = client.post(
+        "/subscribe",
+        data={"email": "reader@example.com", "newsletter": ["alpha", "beta"]},
+        follow_redirects=True,
+    )
+    page = done.get_data(as_text=True)
+    assert "signing up for these newsletters" in page and "this newsletter" not in page
+    as_json = client.post(
+        "/subscribe",
+        json={"email": "other@example.com", "newsletters": ["alpha", "beta"]},
+    )
+    assert "these newsletters" in as_json.json["message"]
+    one = client.post(
+        "/subscribe",
+        data={"email": "third@example.com", "newsletter": "alpha"},
+        follow_redirects=True,
+    )
+    assert "signing up for this newsletter" in one.get_data(as_text=True)

@@ -76,7 +76,7 @@ def test_retry_all_dead_queues_them_again_with_attempts_reset_and_they_go_out(
 
     assert deliver(app, smtp_server.url) == {"sent": 1}
     assert [mail["To"] for mail in smtp_server.messages] == ["dead@example.com"]
-    assert smtp_server.messages[0]["Message-ID"] == dead.message_id
+    assert smtp_server.messages[0]["Message-ID"] == f"<{dead.message_id}@localhost>"
 
 
 def test_retry_of_a_failed_mail_needs_the_failed_flag_and_lifts_its_suppression(

@@ -194,3 +194,53 @@ def test_a_mail_left_waiting_longer_than_the_maximum_age_is_dead_not_sent(
     late = {row.recipient: row for row in outbox_rows(session)}["late@example.com"]
     assert late.state == OutboxState.DEAD
     assert late.last_error == "expired: queued more than 1 hours ago; last error: 451 try later"
+
+
+# (reply, whether it refuses the address itself): one rule, at RCPT TO and after the message.
+REFUSALS = [
+    ("550 5.1.1 no such user", True),
+    ("554 5.1.1 <gone@example.com>: recipient address rejected", True),
+    ("551 5.1.6 user has moved", True),
+    ("553 5.1.3 bad destination mailbox address syntax", True),
+    ("550 5.2.1 mailbox disabled", True),
+    ("550 mailbox unavailable", True),
+    ("554 5.7.1 message rejected as spam", False),
+    ("550 5.7.1 relay access denied", False),
+    ("552 5.2.2 mailbox full", False),
+    ("552 5.3.4 message too big", False),
+    ("554 transaction failed", False),
+]
+
+
+@pytest.mark.parametrize("stage", ["rcpt", "data"])
+@pytest.mark.parametrize(("reply", "suppresses"), REFUSALS, ids=[r for r, _ in REFUSALS])
+def test_a_permanent_refusal_suppresses_the_address_only_if_it_is_about_the_address(
+    app, client, newsletter, smtp_server, session, stage, reply, suppresses
+):
+    assert sign_up(client, "gone@example.com").status_code == 303
+    setattr(smtp_server, f"{stage}_reply", reply)
+    assert deliver(app, smtp_server.url) == {"failed": 1}
+    [row] = outbox_rows(session)
+    assert row.state == OutboxState.FAILED
+    assert reply.split()[0] in row.last_error and reply.split()[-1] in row.last_error
+    assert smtp_server.messages == []
+    suppressed = session.scalars(sa.select(Suppression.email)).all()
+    assert suppressed == (["gone@example.com"] if suppresses else [])
+
+
+def test_an_address_refused_after_the_message_gets_no_more_mail_from_that_newsletter(
+    app, client, newsletter, smtp_server, session
+):
+    app.config["CONFIRM_THROTTLE_MINUTES"] = 0
+    assert sign_up(client, "gone@example.com").status_code == 303
+    assert sign_up(client, "gone@example.com").status_code == 303
+    # A relay that checks addresses only once it has the message.
+    smtp_server.data_reply = "550 5.1.1 <gone@example.com>: user unknown"
+    assert deliver(app, smtp_server.url) == {"failed": 2}
+    first, second = outbox_rows(session)
+    assert first.last_error.startswith("message refused: 550")
+    assert "suppressed" in second.last_error
+    [suppression] = session.scalars(sa.select(Suppression)).all()
+    assert "user unknown" in suppression.reason
+    assert sign_up(client, "gone@example.com").status_code == 303
+    assert len(outbox_rows(session)) == 2  # no mail queued for a suppressed address

@@ -38,6 +38,11 @@ def outbox_rows(session) -> list[OutboxMessage]:
     return session.scalars(sa.select(OutboxMessage).order_by(OutboxMessage.id)).all()
 
 
+def unique_part(mail) -> str:
+    """Return the part of a mail's Message-ID that its outbox row stores."""
+    return mail["Message-ID"].strip("<>").partition("@")[0]
+
+
 def make_due_now(session) -> None:
     session.execute(sa.update(OutboxMessage).values(next_attempt_at=utcnow()))
 
@@ -57,8 +62,8 @@ def test_confirmation_mail_arrives_over_smtp_as_text_and_html(
     assert envelope.rcpt_tos == ["reader@example.com"]
     assert mail["From"] == "briefing@news.example.org"
     assert mail["To"] == "reader@example.com"
-    assert mail["Message-ID"] == row.message_id
-    assert re.fullmatch(r"<[0-9a-f]{32}@news\.example\.org>", row.message_id)
+    assert re.fullmatch(r"[0-9a-f]{32}", row.message_id)
+    assert mail["Message-ID"] == f"<{row.message_id}@news.example.org>"
     assert before <= parsedate_to_datetime(mail["Date"]) <= utcnow()
     assert mail["Subject"] == "Confirm your subscription to Morning Briefing"
     assert mail.get_content_type() == "multipart/alternative"
@@ -129,7 +134,7 @@ def test_a_temporary_failure_is_retried_later_with_a_doubling_delay(
     [row] = outbox_rows(session)
     assert (row.state, row.attempts, row.last_error) == (OutboxState.SENT, 3, None)
     [mail] = smtp_server.messages
-    assert mail["Message-ID"] == row.message_id
+    assert unique_part(mail) == row.message_id
 
 
 def test_an_unreachable_server_costs_the_mail_no_attempt(
@@ -235,8 +240,8 @@ def test_the_file_transport_writes_one_eml_per_mail(app, client, newsletter, ses
     by_id = {row.message_id: row for row in outbox_rows(session)}
     for path in files:
         mail = message_from_bytes(path.read_bytes(), policy=policy.default)
-        row = by_id.pop(mail["Message-ID"])
-        assert path.name == row.message_id.strip("<>").partition("@")[0] + ".eml"
+        row = by_id.pop(unique_part(mail))
+        assert path.name == row.message_id + ".eml"
         assert mail["To"] == row.recipient
         assert CONFIRM_LINK.search(mail.get_body(("plain",)).get_content())
     assert by_id == {}
@@ -269,7 +274,7 @@ def test_the_console_transport_prints_the_mail(app, client, newsletter, capsys, 
     assert deliver(app) == {"sent": 1}
     printed = capsys.readouterr().out
     [row] = outbox_rows(session)
-    assert f"Message-ID: {row.message_id}" in printed
+    assert f"Message-ID: <{row.message_id}@localhost>" in printed
     assert "To: reader@example.com" in printed
     assert CONFIRM_LINK.search(printed)
 
@@ -421,17 +426,23 @@ def test_a_mail_whose_token_is_gone_fails_without_stopping_the_others(
     assert states == {"gone@example.com": OutboxState.FAILED, "kept@example.com": OutboxState.SENT}
 
 
-def test_a_newsletter_subject_that_cannot_be_a_header_holds_back_only_its_own_mail(
+def test_a_newsletter_subject_that_cannot_be_a_header_parks_only_its_own_mail_at_once(
     app, client, newsletter, smtp_server, session
 ):
+    # Saved before the catalogue refused line breaks: the worker still meets such rows.
     session.add(Newsletter(slug="bad", name="Bad", confirm_subject="Hi\nBcc: victim@example.com"))
     session.commit()
     assert client.post("/n/bad/subscribe", data={"email": "a@example.com"}).status_code == 303
     sign_up(client, "b@example.com")
-    assert deliver(app, smtp_server.url) == {"retry": 1, "sent": 1}
+    assert deliver(app, smtp_server.url) == {"failed": 1, "sent": 1}
     [mail] = smtp_server.messages
     assert mail["To"] == "b@example.com"
     assert [e.rcpt_tos for e in smtp_server.envelopes] == [["b@example.com"]]
     held = {row.recipient: row for row in outbox_rows(session)}["a@example.com"]
-    assert held.state == OutboxState.PENDING
-    assert "linefeed" in held.last_error
+    assert (held.state, held.attempts) == (OutboxState.FAILED, 1)
+    assert held.last_error.startswith(outbox.UNBUILT)
+    assert "subject of the confirmation mail of the newsletter 'bad'" in held.last_error
+    # Not tried again, however due it looks: every attempt would fail the same way.
+    make_due_now(session)
+    assert deliver(app, smtp_server.url) == {}
+    assert outbox_rows(session)[0].attempts == 1

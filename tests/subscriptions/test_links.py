@@ -122,21 +122,37 @@ def test_posting_the_confirm_link_confirms_with_its_evidence(app, client, newsle
     assert token.used_at == confirmed.confirmed_at
 
 
-def test_a_used_confirm_link_answers_410_with_a_readable_message(app, client, newsletter, session):
+def test_a_reused_confirm_link_says_already_subscribed_and_changes_nothing(
+    app, client, newsletter, session
+):
     secret = sign_up(app, client)
     assert client.post(f"/confirm/{secret}").status_code == 200
     confirmed_at = subscription(session).confirmed_at
     for answer in (client.post(f"/confirm/{secret}"), client.get(f"/confirm/{secret}")):
-        assert answer.status_code == 410
-        assert "This confirmation link has already been used." in answer.get_data(as_text=True)
+        assert answer.status_code == 200
+        page = answer.get_data(as_text=True)
+        assert "You are already subscribed to Morning Briefing." in page
+        assert "This link cannot be used" not in page
     as_json = client.post(f"/confirm/{secret}", headers={"Accept": "application/json"})
-    assert as_json.status_code == 410
     assert as_json.json == {
-        "error": "link",
-        "message": "This confirmation link has already been used.",
+        "status": "confirmed",
+        "message": "You are already subscribed to Morning Briefing.",
     }
     assert subscription(session).confirmed_at == confirmed_at
     assert [status for status, _ in events(session)] == [Status.PENDING, Status.CONFIRMED]
+
+
+def test_a_used_confirm_link_of_a_subscription_that_is_pending_again_answers_410(
+    app, client, newsletter, session
+):
+    secret = sign_up(app, client)
+    client.post(f"/confirm/{secret}")
+    session.execute(sa.update(Subscription).values(status=Status.PENDING))
+    answer = client.post(f"/confirm/{secret}")
+    assert answer.status_code == 410
+    page = answer.get_data(as_text=True)
+    assert "This confirmation link has already been used." in page
+    assert 'href="/n/briefing">Sign up again to Morning Briefing</a>' in page
 
 
 @pytest.mark.settings(CONFIRM_TTL_HOURS=1)
@@ -158,7 +174,9 @@ def test_an_expired_confirm_link_answers_410_and_confirms_nothing(app, client, n
     )
     for answer in (client.get(f"/confirm/{secret}"), client.post(f"/confirm/{secret}")):
         assert answer.status_code == 410
-        assert "This confirmation link has expired." in answer.get_data(as_text=True)
+        page = answer.get_data(as_text=True)
+        assert "This confirmation link has expired." in page
+        assert 'href="/n/briefing">Sign up again to Morning Briefing</a>' in page
     assert subscription(session).status == Status.PENDING
     assert token_uses(session) == [None, None]
     assert events(session) == [(Status.PENDING, "form")]

@@ -1,0 +1,234 @@
+"""The newsletters themselves: create, change settings and slug, set origins, look up, count.
+
+The one home of a newsletter's rules, for the editors' area and the command line alike. The
+functions flush and never commit; the view or the command commits once.
+
+A changed slug stays an alias (``SlugAlias``) of its newsletter, because forms embedded on
+other sites, widgets and links in old mails keep using it.
+"""
+
+import re
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .embed.origins import parse_origins
+from .models import Newsletter, SlugAlias, Status, Subscription
+from .text import has_control_characters
+
+SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")  # the whole slug: fullmatch()
+SLUG_RULE = (
+    "Use lower-case letters, digits and hyphens, starting with a letter or digit, "
+    "64 characters at most."
+)
+
+
+class CatalogueError(ValueError):
+    """A newsletter's setting cannot be taken as given; ``field`` names it, the message why."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Text:
+    """The rule of one text setting: its label, its longest length, whether it spans lines."""
+
+    label: str
+    longest: int
+    multiline: bool = False
+    required: bool = False
+
+
+# Every text a newsletter has. One-line texts go into mail headers (name, sender, subject)
+# or into one line of a form, so they may not hold line breaks or other control characters.
+TEXTS = {
+    "name": Text("Name", 200, required=True),
+    "description": Text("Description", 2000, multiline=True),
+    "placeholder": Text("Field placeholder", 200),
+    "button": Text("Button", 100),
+    "required_note": Text("Note", 200),
+    "invalid_email": Text("Invalid address message", 200),
+    "success_title": Text("Success title", 200),
+    "success_text": Text("Success text", 2000, multiline=True),
+    "sender_name": Text("Sender name of mails", 200),
+    "confirm_subject": Text("Subject of the confirmation mail", 200),
+    "confirm_body": Text("Confirmation mail text", 4000, multiline=True),
+}
+# Settings that are not texts.
+OTHER_SETTINGS = ("slug", "is_public", "allowed_origins")
+ORIGINS_LONGEST = 4000
+
+
+def check_slug(slug: str) -> str:
+    """Return ``slug`` if it may name a newsletter in URLs; else raise ``CatalogueError``."""
+    if not SLUG.fullmatch(slug or ""):
+        raise CatalogueError("slug", SLUG_RULE)
+    return slug
+
+
+def check_text(field: str, value: str | None) -> str | None:
+    """Return the text setting ``field`` trimmed, None if empty; else raise ``CatalogueError``."""
+    rule = TEXTS[field]
+    value = (value or "").strip()
+    if rule.multiline:
+        # A browser sends a textarea's line breaks as CRLF: one break, not two characters.
+        value = value.replace("\r\n", "\n")
+    if rule.required and not 0 < len(value) <= rule.longest:
+        raise CatalogueError(field, f"{rule.label}: give 1 to {rule.longest} characters.")
+    if len(value) > rule.longest:
+        raise CatalogueError(field, f"{rule.label}: {rule.longest} characters at most.")
+    if has_control_characters(value, multiline=rule.multiline):
+        what = "control characters" if rule.multiline else "line breaks or control characters"
+        raise CatalogueError(field, f"{rule.label} may not contain {what}.")
+    return value or None
+
+
+def create(session: Session, slug: str, name: str, **settings) -> Newsletter:
+    """Add a newsletter called ``slug``, with any of the other settings ``update`` takes."""
+    newsletter = Newsletter(slug=check_slug(slug), description="", is_public=True)
+    _claim_slug(session, newsletter, slug)
+    update(session, newsletter, name=name, **settings)
+    return newsletter
+
+
+def update(session: Session, newsletter: Newsletter, **settings) -> None:
+    """Change the given settings of ``newsletter``: texts, ``slug``, ``is_public``, origins.
+
+    Every setting is checked before any is changed. An empty text means the default
+    (SPEC's form texts); ``allowed_origins`` is text, one origin per line or space.
+    """
+    unknown = set(settings) - set(TEXTS) - set(OTHER_SETTINGS)
+    if unknown:
+        raise TypeError(f"no such newsletter setting: {', '.join(sorted(unknown))}")
+    texts = {field: check_text(field, value) for field, value in settings.items() if field in TEXTS}
+    origins = None
+    if "allowed_origins" in settings:
+        origins = _origins(settings["allowed_origins"])
+    slug = settings.get("slug")
+    if slug is not None and slug != newsletter.slug:
+        _claim_slug(session, newsletter, check_slug(slug))
+        _rename(session, newsletter, slug)
+    for field, value in texts.items():
+        # An empty description is just empty; the other texts fall back to the defaults.
+        if field == "description":
+            value = value or ""
+        setattr(newsletter, field, value)
+    if "is_public" in settings:
+        newsletter.is_public = bool(settings["is_public"])
+    if origins is not None:
+        newsletter.allowed_origins = " ".join(origins)
+    session.add(newsletter)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        # Another request took the slug between the check and this write.
+        raise CatalogueError("slug", _taken(newsletter.slug)) from None
+
+
+def set_origins(session: Session, newsletter: Newsletter, origins: str) -> None:
+    """Let the sites in ``origins`` (https://www.example.com …) embed ``newsletter``."""
+    update(session, newsletter, allowed_origins=origins)
+
+
+def find(session: Session, slug: str) -> Newsletter | None:
+    """Return the newsletter whose slug is ``slug`` now, if any."""
+    if not _may_exist(slug):
+        return None
+    return session.scalar(sa.select(Newsletter).where(Newsletter.slug == slug))
+
+
+def lookup(session: Session, slug: str) -> Newsletter | None:
+    """Return the newsletter whose slug is or was ``slug``; compare its slug to tell which."""
+    return lookup_many(session, [slug]).get(slug)
+
+
+def lookup_many(session: Session, slugs: list[str]) -> dict[str, Newsletter]:
+    """Return, for each of ``slugs`` that names a newsletter now or did before, that newsletter."""
+    asked = [slug for slug in slugs if _may_exist(slug)]
+    if not asked:
+        return {}
+    found = {
+        n.slug: n for n in session.scalars(sa.select(Newsletter).where(Newsletter.slug.in_(asked)))
+    }
+    if len(found) < len(set(asked)):
+        aliases = session.execute(
+            sa.select(SlugAlias.slug, Newsletter)
+            .join(SlugAlias.newsletter)
+            .where(SlugAlias.slug.in_([slug for slug in asked if slug not in found]))
+        )
+        found |= {slug: newsletter for slug, newsletter in aliases}
+    return found
+
+
+def aliases(session: Session, newsletter: Newsletter) -> list[str]:
+    """Return the slugs ``newsletter`` had before and that still lead to it, oldest first."""
+    return list(
+        session.scalars(
+            sa.select(SlugAlias.slug)
+            .where(SlugAlias.newsletter_id == newsletter.id)
+            .order_by(SlugAlias.created_at, SlugAlias.id)
+        )
+    )
+
+
+def everything(session: Session) -> list[Newsletter]:
+    """Return every newsletter, by slug."""
+    return list(session.scalars(sa.select(Newsletter).order_by(Newsletter.slug)))
+
+
+def counts(session: Session, newsletter_ids: list[int]) -> dict[int, dict[Status, int]]:
+    """Return how many subscriptions of each newsletter have each status, zeros included."""
+    found = {nid: dict.fromkeys(Status, 0) for nid in newsletter_ids}
+    if newsletter_ids:
+        rows = session.execute(
+            sa.select(Subscription.newsletter_id, Subscription.status, sa.func.count())
+            .where(Subscription.newsletter_id.in_(newsletter_ids))
+            .group_by(Subscription.newsletter_id, Subscription.status)
+        )
+        for nid, status, n in rows:
+            found[nid][status] = n
+    return found
+
+
+def _claim_slug(session: Session, newsletter: Newsletter, slug: str) -> None:
+    """Refuse ``slug`` if another newsletter has it, now or as an old slug."""
+    owner = lookup(session, slug)
+    if owner is not None and owner is not newsletter:
+        raise CatalogueError("slug", _taken(slug))
+
+
+def _rename(session: Session, newsletter: Newsletter, slug: str) -> None:
+    """Give ``newsletter`` the new ``slug``, keeping its current one as an alias."""
+    # Renamed back to an old slug: that slug is the newsletter's own again, not an alias.
+    session.execute(sa.delete(SlugAlias).where(SlugAlias.slug == slug))
+    if newsletter.id is not None:  # not a newsletter still being created
+        session.add(SlugAlias(slug=newsletter.slug, newsletter_id=newsletter.id))
+    newsletter.slug = slug
+
+
+def _origins(text: str | list[str] | None) -> list[str]:
+    if isinstance(text, list):
+        text = " ".join(text)
+    if len(text or "") > ORIGINS_LONGEST:
+        raise CatalogueError(
+            "allowed_origins", f"List {ORIGINS_LONGEST} characters of origins at most."
+        )
+    try:
+        return parse_origins(text)
+    except ValueError as exc:
+        raise CatalogueError("allowed_origins", str(exc)) from None
+
+
+def _taken(slug: str) -> str:
+    return f"The slug {slug!r} is taken: another newsletter has it, or had it before."
+
+
+def _may_exist(slug: str) -> bool:
+    # PostgreSQL refuses a NUL in any text parameter; no slug holds one, so do not ask.
+    return "\x00" not in slug
