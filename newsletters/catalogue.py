@@ -7,13 +7,18 @@ A changed slug stays an alias (``SlugAlias``) of its newsletter, because forms e
 other sites, widgets and links in old mails keep using it.
 """
 
+import dataclasses
 import re
+import threading
+import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from flask import current_app
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from . import db
 from .embed.origins import parse_origins
 from .models import Newsletter, SlugAlias, Status, Subscription
 from .text import has_control_characters
@@ -102,6 +107,7 @@ def update(session: Session, newsletter: Newsletter, **settings) -> None:
     Every setting is checked before any is changed. An empty text means the default
     (SPEC's form texts); ``allowed_origins`` is text, one origin per line or space.
     """
+    forget()  # this process's public pages serve the change once it is committed
     unknown = set(settings) - set(TEXTS) - set(OTHER_SETTINGS)
     if unknown:
         raise TypeError(f"no such newsletter setting: {', '.join(sorted(unknown))}")
@@ -164,6 +170,58 @@ def lookup_many(session: Session, slugs: list[str]) -> dict[str, Newsletter]:
         )
         found |= {slug: newsletter for slug, newsletter in aliases}
     return found
+
+
+@dataclass
+class Published:
+    """Every newsletter by current and old slug, as the public pages serve them.
+
+    Read in two queries at most every NEWSLETTER_CACHE_SECONDS per process, so that a signup
+    or a form page costs no query for its newsletter: the signup request writes one row and
+    reads none. The newsletters are copies that belong to no session (read them, never add
+    them to one). A change made in this process is seen at once (``forget``); one made by
+    another process within the interval, once it has passed.
+    """
+
+    by_slug: dict[str, Newsletter] = dataclasses.field(default_factory=dict)
+    public: list[Newsletter] = dataclasses.field(default_factory=list)
+    read_at: float = float("-inf")
+
+
+_reading = threading.Lock()
+
+
+def published() -> Published:
+    """Return this process's snapshot of the newsletters, read again once it is too old."""
+    cache = current_app.extensions.setdefault("newsletters.published", [Published()])
+    ttl = current_app.config["NEWSLETTER_CACHE_SECONDS"]
+    if time.monotonic() - cache[0].read_at <= ttl:
+        return cache[0]
+    with _reading:
+        if time.monotonic() - cache[0].read_at > ttl:
+            cache[0] = _read_published()
+    return cache[0]
+
+
+def forget() -> None:
+    """Make the next ``published()`` of this process read the newsletters again."""
+    current_app.extensions.pop("newsletters.published", None)
+
+
+def _read_published() -> Published:
+    table = Newsletter.__table__
+    started = time.monotonic()
+    # A connection of its own, not the request's session: its transaction (which holds the
+    # write lock on SQLite) ends here, and nothing pending in the session is touched.
+    with db.engine().connect() as connection:
+        rows = connection.execute(sa.select(table).order_by(table.c.name, table.c.id)).all()
+        aliases = connection.execute(sa.select(SlugAlias.slug, SlugAlias.newsletter_id)).all()
+    copies = {row.id: Newsletter(**row._mapping) for row in rows}
+    by_slug = {n.slug: n for n in copies.values()}
+    for slug, newsletter_id in aliases:
+        by_slug.setdefault(slug, copies[newsletter_id])
+    public = [n for n in copies.values() if n.is_public]
+    return Published(by_slug=by_slug, public=public, read_at=started)
 
 
 def aliases(session: Session, newsletter: Newsletter) -> list[str]:

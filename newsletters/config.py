@@ -31,6 +31,11 @@ DEFAULTS = {
     "CONFIRM_TTL_HOURS": 72,
     "CONFIRM_THROTTLE_MINUTES": 10,
     "CONFIRM_MAILS_PER_DAY": 5,
+    # "worker": a signup's request stores one row and the worker processes it (production,
+    # make run); "inline": processed at once in the request (tests; no worker needed).
+    "SIGNUP_PROCESSING": "worker",
+    # How long a process serves its public pages and signups from the newsletters it read.
+    "NEWSLETTER_CACHE_SECONDS": 2.0,
     # Signup requests one worker transaction processes at most (see subscriptions/processing).
     "SIGNUP_BATCH": 200,
     "TRUSTED_PROXIES": 0,
@@ -44,7 +49,7 @@ DEFAULTS = {
     "OUTBOX_BACKOFF_CAP_SECONDS": 3600,
     "OUTBOX_MAX_ATTEMPTS": 12,
     "OUTBOX_MAX_AGE_HOURS": 48,
-    "WORKER_POLL_SECONDS": 2.0,
+    "WORKER_POLL_SECONDS": 0.5,
     "DEMO_NEWSLETTER": True,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
@@ -118,7 +123,9 @@ def load(app: Flask, test_config: dict | None = None) -> None:
             'NEWSLETTERS_SECRET_KEY_FALLBACKS must be a JSON list of earlier keys, like ["old-key"]'
         )
     _check_mail_from(app.config["MAIL_FROM"])
-    for name in ("CONFIRM_TTL_HOURS", "TRUSTED_PROXIES", "MAX_CONTENT_LENGTH"):
+    if app.config["SIGNUP_PROCESSING"] not in ("worker", "inline"):
+        raise ConfigError('NEWSLETTERS_SIGNUP_PROCESSING must be "worker" or "inline"')
+    for name in ("CONFIRM_TTL_HOURS", "TRUSTED_PROXIES", "MAX_CONTENT_LENGTH", "SIGNUP_BATCH"):
         value = app.config[name]
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ConfigError(f"NEWSLETTERS_{name} must be a whole number, got {value!r}")

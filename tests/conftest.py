@@ -87,6 +87,11 @@ def settings(request, database_url, tmp_path):
         "MAIL_URL": f"file://{tmp_path / 'mail'}",
         "RATELIMIT_ENABLED": False,
         "WORKER_POLL_SECONDS": 0.05,
+        # A test sees a signup's subscription as soon as the request answers; the tests of
+        # the worker's own path (accept, then process) ask for "worker".
+        "SIGNUP_PROCESSING": "inline",
+        # Tests change newsletters behind the app's back and expect it to see that at once.
+        "NEWSLETTER_CACHE_SECONDS": 0,
     } | (marker.kwargs if marker else {})
 
 
@@ -179,6 +184,18 @@ class MailSink:
         self.sessions.append(session)
         self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
         return "250 Message accepted"
+
+
+def process_signups(app) -> int:
+    """Process every waiting signup request, batch by batch, as the worker does; count them."""
+    from newsletters.subscriptions import processing
+
+    done = 0
+    with app.app_context():
+        while batch := processing.process_due(db.session()):
+            db.session().commit()
+            done += batch
+    return done
 
 
 def free_port() -> int:

@@ -223,3 +223,13 @@ def test_healthz_answers_503_when_the_database_does_not(environment, started, tm
     app = started({"DATABASE_URL": f"sqlite:///{tmp_path / 'missing' / 'folder' / 'x.db'}"})
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
+
+
+def test_sqlite_commits_reach_the_disk_before_a_signup_is_answered(tmp_path):
+    from newsletters import db as database
+
+    engine = database.create_engine(f"sqlite:///{tmp_path / 'durable.db'}")
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    engine.dispose()

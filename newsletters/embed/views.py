@@ -1,9 +1,8 @@
 """The iframe page and the JS widget of a newsletter's signup form."""
 
-import sqlalchemy as sa
 from flask import Blueprint, g, make_response, render_template, url_for
 
-from .. import db, headers, limits
+from .. import catalogue, headers, limits
 from ..links import external_url
 from ..models import DEFAULT_TEXTS, Newsletter, Source
 from ..subscriptions.entry import take_signup
@@ -43,9 +42,7 @@ def frame_subscribe(slug):
 def widget(slug):
     """Serve the widget: it renders the form where its own <script> tag stands."""
     newsletter = newsletter_or_404(slug)
-    public = db.session().scalars(
-        sa.select(Newsletter).where(Newsletter.is_public).order_by(Newsletter.name)
-    )
+    public = catalogue.published().public
     settings = {
         "slug": newsletter.slug,
         "name": newsletter.name,

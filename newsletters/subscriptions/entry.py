@@ -11,7 +11,7 @@ from flask import request
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
-from .. import db
+from .. import db, wakeup
 from ..embed import origins
 from ..models import Newsletter, Source
 from . import services
@@ -25,20 +25,25 @@ MAX_IP_LENGTH = 45
 
 
 def take_signup(newsletters: list[Newsletter], source: Source) -> SignupForm:
-    """Record the signup in the current request; return the form, with errors if refused.
+    """Accept the signup of the current request; return the form, with errors if refused.
 
-    A filled honeypot field (``website``, hidden from people) gets the same answer as a real
-    signup and stores nothing: a bot learns nothing from trying again. A page that may not
-    use these newsletters' forms is refused first (403), whichever entry point it posted to.
+    A page that may not use these newsletters' forms is refused first (403), whichever
+    entry point it posted to. A filled honeypot field (``website``, hidden from people)
+    gets the same answer as a real signup and stores nothing: a bot learns nothing from
+    trying again. Otherwise one row is stored for the worker (``services.signup``).
     """
     origins.check(newsletters)
     form = SignupForm(formdata=signup_payload(), meta={"csrf": False})
-    if not form.validate() or form.website.data:
+    try:
+        email, name = services.validate(form.email.data, form.name.data)
+    except services.InvalidSignup as exc:
+        form[exc.field].errors = [exc.message]
         return form
-    services.signup(
-        db.session(), newsletters, form.email.data, form.name.data, evidence(source, newsletters)
-    )
+    if form.website.data:
+        return form
+    services.signup(db.session(), newsletters, email, name, evidence(source, newsletters))
     db.session().commit()
+    wakeup.notify()
     return form
 
 

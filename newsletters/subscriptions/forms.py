@@ -1,9 +1,12 @@
-"""The signup form: rendered on every public page, validated by the services' rules."""
+"""The signup form: rendered on every public page; it parses, the service validates.
+
+``entry.take_signup`` checks the fields with ``services.validate``, once, and puts its
+message on the field it names, so the form, the widget, the API and the importer share one
+rule and nothing is normalised twice.
+"""
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, StringField, ValidationError
-
-from .services import InvalidSignup, clean_name, normalise_address
+from wtforms import EmailField, StringField
 
 
 class SignupForm(FlaskForm):
@@ -19,15 +22,3 @@ class SignupForm(FlaskForm):
     website = StringField("Leave this empty")
     # Where a plain form on a publisher's page sends the reader back to, if allowed.
     return_url = StringField("Return to")
-
-    def validate_email(self, field):
-        try:
-            normalise_address(field.data or "")
-        except InvalidSignup as exc:
-            raise ValidationError(exc.message) from None
-
-    def validate_name(self, field):
-        try:
-            clean_name(field.data)
-        except InvalidSignup as exc:
-            raise ValidationError(exc.message) from None

@@ -6,17 +6,14 @@ written here goes out only if that commit happens.
 """
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 import sqlalchemy as sa
-from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .. import tokens
+from .. import addresses, tokens
 from ..db import utcnow
-from ..mail import outbox, suppressions
 from ..models import (
     ConsentEvent,
     Editor,
@@ -31,6 +28,8 @@ from ..models import (
     TokenPurpose,
 )
 from ..text import has_control_characters
+from . import processing
+from .processing import Evidence
 
 CANCELLED = "This subscription was cancelled after this link was sent. Sign up again to receive it."
 
@@ -68,16 +67,6 @@ class AlreadyConfirmed(Exception):
         self.token = token
 
 
-@dataclass(frozen=True)
-class Evidence:
-    """Where and how consent was given: stored with the subscription and its history."""
-
-    ip: str | None
-    user_agent: str | None
-    source: Source
-    form_text: str | None = None
-
-
 def normalise_address(raw: str) -> str:
     """Return the lower-cased normalised form of ``raw``, or raise ``InvalidSignup``."""
     raw = (raw or "").strip()
@@ -86,14 +75,11 @@ def normalise_address(raw: str) -> str:
     if len(raw) > current_app.config["EMAIL_MAX_LENGTH"]:
         raise InvalidSignup("email", "That email address is too long.")
     try:
-        result = validate_email(
-            raw,
-            check_deliverability=current_app.config["EMAIL_CHECK_DELIVERABILITY"],
-            allow_smtputf8=True,
+        return addresses.normalise(
+            raw, check_deliverability=current_app.config["EMAIL_CHECK_DELIVERABILITY"]
         )
-    except EmailNotValidError as exc:
+    except addresses.InvalidAddress as exc:
         raise InvalidSignup("email", str(exc)) from None
-    return result.normalized.lower()
 
 
 def clean_name(raw: str | None) -> str | None:
@@ -109,10 +95,18 @@ def clean_name(raw: str | None) -> str | None:
     return name
 
 
+def validate(email: str | None, name: str | None) -> tuple[str, str | None]:
+    """Return a signup's address and name as they are kept, or raise ``InvalidSignup``.
+
+    The one check of a signup's fields, for the form, the widget, the API and the importer.
+    """
+    return normalise_address(email or ""), clean_name(name)
+
+
 @dataclass
 class SignupResult:
-    subscriptions: list[Subscription]
-    mail_queued: bool
+    # Whether a confirmation mail was queued; None when the worker will decide.
+    mail_queued: bool | None
 
 
 def signup(
@@ -122,116 +116,20 @@ def signup(
     name: str | None,
     evidence: Evidence,
 ) -> SignupResult:
-    """Record a signup to ``newsletters`` and queue one confirmation mail if one is due.
+    """Accept a signup to ``newsletters``: validate it, then store it for the worker.
 
-    The outcome the caller shows must not depend on the result: nobody may learn from a
-    signup whether an address was already subscribed.
+    The request writes one row, whatever the address's state (``processing.accept``), so
+    the answer it gives takes the same time for everyone and tells nobody who is subscribed;
+    the worker makes the subscriptions and queues the mail within a second or two. With
+    SIGNUP_PROCESSING = "inline" (tests, and a deployment without a worker) the same
+    processing runs at once in the caller's transaction.
     """
-    address = normalise_address(email)
-    name = clean_name(name)
-    now = utcnow()
-    subscriber = _get_or_create(session, Subscriber, {"email": address})
-    # A mail server refused this address for these newsletters: record the signup, mail nothing.
-    suppressed = suppressions.suppressed(session, address, [n.id for n in newsletters])
-    subscriptions, due = [], []
-    for newsletter in newsletters:
-        subscription = _get_or_create(
-            session,
-            Subscription,
-            {"newsletter_id": newsletter.id, "subscriber_id": subscriber.id},
-        )
-        # Lock the row and read it afresh: a confirmation committed since it was read must
-        # not be overwritten with this signup's pending state.
-        session.refresh(subscription, with_for_update=True)
-        subscriptions.append(subscription)
-        if subscription.status == Status.CONFIRMED:
-            continue
-        subscription.status = Status.PENDING
-        subscription.name = name
-        subscription.source = evidence.source
-        subscription.optin_at = now
-        subscription.optin_ip = evidence.ip
-        subscription.optin_user_agent = evidence.user_agent
-        subscription.form_text = evidence.form_text
-        subscription.unsubscribed_at = None
-        # A confirmation before an unsubscription is history (kept in the consent events):
-        # left here, a pending row would carry the evidence of a consent since withdrawn.
-        subscription.confirmed_at = None
-        subscription.confirm_ip = None
-        if subscription.unsubscribe_token_id is None:
-            subscription.unsubscribe_token = tokens.issue(
-                session, TokenPurpose.UNSUBSCRIBE, subscriber
-            )
-        _record(session, subscription, Status.PENDING, evidence)
-        if newsletter.id not in suppressed and _claim_confirmation_slot(session, subscription):
-            due.append(subscription)
-    if due and not _claim_daily_mail(session, subscriber):
-        due = []
-    if due:
-        token = tokens.issue(session, TokenPurpose.CONFIRM, subscriber, tokens.confirm_expiry())
-        token.subscriptions = due
-        session.flush()
-        outbox.enqueue(session, "confirm", subscriber.email, {"token_id": token.id})
-    session.flush()
-    return SignupResult(subscriptions, mail_queued=bool(due))
-
-
-def _claim_confirmation_slot(session: Session, subscription: Subscription) -> bool:
-    """Take this subscription's confirmation-mail slot if the throttle allows one now.
-
-    A conditional UPDATE, so that concurrent signups of one address (other requests, other
-    workers) cannot both see the slot free: the database lets exactly one of them take it.
-    """
-    session.flush()
-    now = utcnow()
-    cutoff = now - timedelta(minutes=current_app.config["CONFIRM_THROTTLE_MINUTES"])
-    result = session.execute(
-        sa.update(Subscription)
-        .where(
-            Subscription.id == subscription.id,
-            sa.or_(
-                Subscription.confirmation_mailed_at.is_(None),
-                Subscription.confirmation_mailed_at < cutoff,
-            ),
-        )
-        .values(confirmation_mailed_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount == 1:
-        subscription.confirmation_mailed_at = now
-        session.expire(subscription, ["confirmation_mailed_at"])
-        return True
-    return False
-
-
-def _claim_daily_mail(session: Session, subscriber: Subscriber) -> bool:
-    """Count one confirmation mail against the address's daily budget, if any is left.
-
-    Across newsletters: signing one address up to many newsletters one by one must not flood
-    its inbox. Atomic for the same reason as ``_claim_confirmation_slot``.
-    """
-    now = utcnow()
-    window_open = sa.and_(
-        Subscriber.mail_window_start.is_not(None),
-        Subscriber.mail_window_start > now - timedelta(days=1),
-    )
-    result = session.execute(
-        sa.update(Subscriber)
-        .where(
-            Subscriber.id == subscriber.id,
-            sa.or_(
-                sa.not_(window_open),
-                Subscriber.mails_in_window < current_app.config["CONFIRM_MAILS_PER_DAY"],
-            ),
-        )
-        .values(
-            mail_window_start=sa.case((window_open, Subscriber.mail_window_start), else_=now),
-            mails_in_window=sa.case((window_open, Subscriber.mails_in_window + 1), else_=1),
-        )
-        .execution_options(synchronize_session=False)
-    )
-    session.expire(subscriber, ["mail_window_start", "mails_in_window"])
-    return result.rowcount == 1
+    address, name = validate(email, name)
+    request = processing.Request.of([n.id for n in newsletters], address, name, evidence)
+    if current_app.config["SIGNUP_PROCESSING"] == "inline":
+        return SignupResult(mail_queued=processing.process(session, [request]) > 0)
+    processing.accept(session, request)
+    return SignupResult(mail_queued=None)
 
 
 def _get_or_create(session: Session, model, key: dict):

@@ -212,7 +212,7 @@ def newsletter_or_404(slug: str) -> Newsletter:
 
 
 def _newsletter_by_slug(slug: str) -> Newsletter | None:
-    return catalogue.lookup(db.session(), slug)
+    return catalogue.published().by_slug.get(slug)
 
 
 def _may_exist(slug: str) -> bool:
@@ -226,7 +226,8 @@ def _chosen_newsletters() -> list[Newsletter]:
         raise BadRequest("Choose at least one newsletter.")
     if len(slugs) > MAX_NEWSLETTERS_PER_SIGNUP:
         raise BadRequest(f"Choose at most {MAX_NEWSLETTERS_PER_SIGNUP} newsletters at once.")
-    found = catalogue.lookup_many(db.session(), slugs)
+    known = catalogue.published().by_slug
+    found = {slug: known[slug] for slug in slugs if slug in known}
     missing = [slug for slug in slugs if slug not in found]
     if missing:
         abort(404, description=f"There is no newsletter called {missing[0]!r}.")
@@ -236,12 +237,9 @@ def _chosen_newsletters() -> list[Newsletter]:
 
 
 def _index(several: dict | None = None, status: int = 200):
-    newsletters = db.session().scalars(
-        sa.select(Newsletter).where(Newsletter.is_public).order_by(Newsletter.name)
-    )
     page = render_template(
         "subscriptions/index.html",
-        newsletters=list(newsletters),
+        newsletters=catalogue.published().public,
         several=several,
         default_texts=DEFAULT_TEXTS,
     )
