@@ -1,7 +1,6 @@
 """The ``newsletters`` command line: a Flask CLI group with the operators' commands."""
 
 import io
-import re
 import sys
 from contextlib import contextmanager
 from datetime import timedelta
@@ -13,15 +12,12 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 from werkzeug.serving import run_simple
 
-from . import config, db, editors, exports, imports, migrations
+from . import catalogue, config, db, editors, exports, imports, migrations
 from .db import utcnow
-from .embed.origins import parse_origins
 from .embed.snippets import snippets
 from .mail import transports, worker
 from .mail.commands import outbox_group
 from .models import Newsletter, Status, Subscription, Token
-
-SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")  # whole string: fullmatch()
 
 
 def main() -> None:
@@ -87,19 +83,9 @@ def newsletter_group():
 @with_appcontext
 def newsletter_create(slug, name, description):
     """Add a newsletter with the URL name SLUG."""
-    if not SLUG.fullmatch(slug):
-        raise click.BadParameter(
-            "use lower-case letters, digits and hyphens, starting with a letter or digit",
-            param_hint="SLUG",
-        )
-    name = name.strip()
-    longest = Newsletter.__table__.c.name.type.length
-    if not name or len(name) > longest:
-        raise click.BadParameter(f"give a name of 1 to {longest} characters", param_hint="--name")
     session = db.session()
-    if session.scalar(sa.select(Newsletter).where(Newsletter.slug == slug)):
-        raise click.ClickException(f"a newsletter {slug!r} exists already")
-    session.add(Newsletter(slug=slug, name=name, description=description))
+    with _catalogue_errors(slug="SLUG", name="--name", description="--description"):
+        catalogue.create(session, slug, name, description=description)
     session.commit()
     click.echo(f"created {slug}: {current_app.config['BASE_URL']}/n/{slug}")
 
@@ -122,10 +108,8 @@ def newsletter_embed(slug):
 def newsletter_origins(slug, origins):
     """Set the sites (https://www.example.com …) allowed to embed SLUG; none: any site."""
     newsletter = _newsletter(slug)
-    try:
-        newsletter.allowed_origins = " ".join(parse_origins(" ".join(origins)))
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="ORIGINS") from None
+    with _catalogue_errors(allowed_origins="ORIGINS"):
+        catalogue.set_origins(db.session(), newsletter, " ".join(origins))
     db.session().commit()
     click.echo(f"{slug}: embeddable on {newsletter.allowed_origins or 'any site'}")
 
@@ -159,22 +143,110 @@ def editor_create(email, is_admin, slugs):
     click.echo(f"created {editor.email} ({role})")
 
 
+@editor_group.command("list")
+@with_appcontext
+def editor_list():
+    """List the editors: address, role, newsletters, and whether the account is disabled."""
+    for editor in editors.listing(db.session()):
+        click.echo(f"{editor.email}\t{_editor_access(editor)}\t{_editor_state(editor)}")
+
+
+@editor_group.command("disable")
+@click.argument("email")
+@with_appcontext
+def editor_disable(email):
+    """Disable EMAIL's account: it cannot log in, and its sessions end at once."""
+    editor = _change_editor(email, editors.disable)
+    click.echo(f"{editor.email}: {_editor_state(editor)}")
+
+
+@editor_group.command("enable")
+@click.argument("email")
+@with_appcontext
+def editor_enable(email):
+    """Let EMAIL log in again after a disable."""
+    editor = _change_editor(email, editors.enable)
+    click.echo(f"{editor.email}: {_editor_state(editor)}")
+
+
+@editor_group.command("remove")
+@click.argument("email")
+@click.confirmation_option(prompt="Remove this editor's account for good?")
+@with_appcontext
+def editor_remove(email):
+    """Delete EMAIL's account (to keep it but stop it, use 'editor disable')."""
+    editor = _change_editor(email, editors.remove)
+    click.echo(f"removed {editor.email}")
+
+
+@editor_group.command("set")
+@click.argument("email")
+@click.option(
+    "--admin/--no-admin", "is_admin", default=None, help="Make an admin, or take the role away."
+)
+@click.option(
+    "--newsletter",
+    "slugs",
+    multiple=True,
+    help="A newsletter this editor edits; those given replace the ones before.",
+)
+@click.option("--no-newsletters", is_flag=True, help="Take every newsletter away.")
+@with_appcontext
+def editor_set(email, is_admin, slugs, no_newsletters):
+    """Change what EMAIL may do: admin or not, and which newsletters they edit."""
+    if slugs and no_newsletters:
+        raise click.UsageError("give either --newsletter SLUG or --no-newsletters, not both")
+    if is_admin is None and not slugs and not no_newsletters:
+        raise click.UsageError(
+            "say what to change: --admin or --no-admin, --newsletter SLUG or --no-newsletters"
+        )
+    newsletters = [_newsletter(slug) for slug in slugs]
+
+    def change(session, editor):
+        if is_admin is not None:
+            editors.set_admin(session, editor, is_admin)
+        if slugs or no_newsletters:
+            editors.set_newsletters(session, editor, newsletters)
+
+    editor = _change_editor(email, change)
+    click.echo(f"{editor.email}: {_editor_access(editor)}")
+
+
+def _change_editor(email: str, change):
+    """Find the editor EMAIL, apply ``change`` to them and commit; a refusal ends the command."""
+    session = db.session()
+    try:
+        editor = editors.find(session, email)
+        change(session, editor)
+    except editors.AccountError as exc:
+        session.rollback()
+        raise click.ClickException(str(exc)) from None
+    session.commit()
+    return editor
+
+
+def _editor_access(editor) -> str:
+    if editor.is_admin:
+        return "admin (every newsletter)"
+    return "editor of " + (", ".join(n.slug for n in editor.newsletters) or "no newsletter")
+
+
+def _editor_state(editor) -> str:
+    if editor.is_active:
+        return "active"
+    return f"disabled since {editor.disabled_at:%Y-%m-%d %H:%M} UTC"
+
+
 @newsletter_group.command("list")
 @with_appcontext
 def newsletter_list():
     """List the newsletters with their subscription counts."""
     session = db.session()
-    counts = dict(
-        session.execute(
-            sa.select(Subscription.newsletter_id, sa.func.count())
-            .where(Subscription.status == Status.CONFIRMED)
-            .group_by(Subscription.newsletter_id)
-        ).all()
-    )
-    for newsletter in session.scalars(sa.select(Newsletter).order_by(Newsletter.slug)):
-        click.echo(
-            f"{newsletter.slug}\t{newsletter.name}\t{counts.get(newsletter.id, 0)} confirmed"
-        )
+    newsletters = catalogue.everything(session)
+    counts = catalogue.counts(session, [n.id for n in newsletters])
+    for newsletter in newsletters:
+        confirmed = counts[newsletter.id][Status.CONFIRMED]
+        click.echo(f"{newsletter.slug}\t{newsletter.name}\t{confirmed} confirmed")
 
 
 @click.command("export")
@@ -183,21 +255,19 @@ def newsletter_list():
     "--status", type=click.Choice(exports.STATUSES), default="confirmed", show_default=True
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(sorted(exports.WRITERS)), default="csv", show_default=True
+    "--format", "fmt", type=click.Choice(sorted(exports.FORMATS)), default="csv", show_default=True
 )
-@click.option("-o", "--output", type=click.File("w", encoding="utf-8", lazy=True), default="-")
+@click.option("-o", "--output", type=click.File("wb", lazy=True), default="-")
 @with_appcontext
 def export(slug, status, fmt, output):
     """Stream the subscriptions of SLUG to stdout or to a file."""
     newsletter = _newsletter(slug)
-    session = db.session()
-    entry = exports.record(session, newsletter, None, "cli", status, fmt)
-    session.commit()
-    rows = exports.counted(exports.records(session, newsletter, status), entry, session)
     to_screen = output.name in ("-", "<stdout>") and sys.stdout.isatty()
     total = _count(newsletter, status) if _on_terminal() and not to_screen else None
-    with _progress(total, f"exporting {slug}", every=exports.BATCH) as advance:
-        for chunk in exports.WRITERS[fmt](_advancing(rows, advance)):
+    with _progress(total, f"exporting {slug}") as advance:
+        for chunk in exports.export(
+            db.session(), newsletter, status, fmt, via="cli", progress=advance
+        ):
             output.write(chunk)
     output.flush()
 
@@ -301,8 +371,11 @@ def dev(port):
     # Release this command's transaction: on SQLite it would hold the write lock while serving.
     session.close()
     app = current_app._get_current_object()
-    if app.config["BASE_URL"] == config.DEFAULTS["BASE_URL"]:
+    if not app.config["BASE_URL_IS_SET"]:
+        # Links in mails and those the commands print in another shell (newsletter embed,
+        # export) lead to this server, whatever PORT it was given.
         app.config["BASE_URL"] = f"http://127.0.0.1:{port}"
+        config.write_dev_base_url(app, app.config["BASE_URL"])
     shown = transports.from_url(app.config["MAIL_URL"]).shows_links
     click.echo(
         f"mail: {_mail_target()}" + ("; confirmation links are printed below" if shown else "")
@@ -313,12 +386,23 @@ def dev(port):
 
 
 def _newsletter(slug: str) -> Newsletter:
-    newsletter = db.session().scalar(sa.select(Newsletter).where(Newsletter.slug == slug))
+    newsletter = catalogue.find(db.session(), slug)
     if newsletter is None:
         raise click.ClickException(
             f"there is no newsletter {slug!r} (see 'newsletters newsletter list')"
         )
     return newsletter
+
+
+@contextmanager
+def _catalogue_errors(**params: str):
+    """Turn a ``CatalogueError`` into an error that names the parameter (``params[field]``)."""
+    try:
+        yield
+    except catalogue.CatalogueError as exc:
+        if exc.field in params:
+            raise click.BadParameter(exc.message, param_hint=params[exc.field]) from None
+        raise click.ClickException(exc.message) from None
 
 
 def _on_terminal() -> bool:
@@ -336,16 +420,6 @@ def _progress(length: int | None, label: str, every: int = 1):
         length=length, label=label, file=sys.stderr, update_min_steps=every
     ) as bar:
         yield bar.update
-
-
-def _advancing(rows, advance):
-    """Pass ``rows`` through, advancing the progress bar (if any) by one per row."""
-    if advance is None:
-        yield from rows
-        return
-    for row in rows:
-        yield row
-        advance(1)
 
 
 def _count(newsletter: Newsletter, status: str) -> int:

@@ -5,6 +5,7 @@ the last active admin stays an active admin (someone must be able to manage edit
 admin acting in the editors' area (``by``) cannot disable, remove or demote themselves.
 """
 
+import functools
 import logging
 
 import sqlalchemy as sa
@@ -18,7 +19,12 @@ from .models import Editor, Newsletter
 log = logging.getLogger(__name__)
 MIN_PASSWORD_LENGTH = 10
 # Checked when the address is unknown, so that a wrong address costs as long as a wrong password.
-_DUMMY_HASH = generate_password_hash("not a real password")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    # Made on the first login, not at import: scrypt costs every command 0.1 s and 32 MiB.
+    return generate_password_hash("not a real password")
 
 
 class AccountError(ValueError):
@@ -73,7 +79,7 @@ def authenticate(session: Session, email: str, password: str) -> Editor | None:
     """
     editor = session.scalar(sa.select(Editor).where(Editor.email == _address(email)))
     if editor is None:
-        check_password_hash(_DUMMY_HASH, password or "")
+        check_password_hash(_dummy_hash(), password or "")
         return None
     if not check_password_hash(editor.password_hash, password or ""):
         return None

@@ -14,6 +14,7 @@ from flask import Flask
 
 from newsletters import cli, create_app, db
 from newsletters.config import DEV_BASE_URL_FILE, ConfigError
+from tests.conftest import process_signups
 
 
 @pytest.fixture
@@ -76,6 +77,7 @@ def test_commands_beside_the_dev_server_print_links_to_the_port_it_serves(
     other_shell = started()
     signup = other_shell.test_client().post("/n/demo/subscribe", data={"email": "r@example.com"})
     assert signup.status_code == 303
+    process_signups(other_shell)
     exported = other_shell.test_cli_runner().invoke(args=["export", "demo", "--status", "all"])
     [row] = csv.DictReader(io.StringIO(exported.stdout))
     assert row["unsubscribe_url"].startswith("http://127.0.0.1:8000/unsubscribe/")

@@ -11,9 +11,16 @@ from urllib.parse import urlsplit
 import pytest
 import sqlalchemy as sa
 
-from newsletters import create_app, db, exports
-from newsletters.models import Newsletter, Status, Subscriber, Subscription, Token, TokenPurpose
-from newsletters import tokens
+from newsletters import create_app, db, editors, exports, tokens
+from newsletters.models import (
+    ExportRecord,
+    Newsletter,
+    Status,
+    Subscriber,
+    Subscription,
+    Token,
+    TokenPurpose,
+)
 
 HEADER = (
     "email,name,status,optin_at,optin_ip,confirmed_at,confirm_ip,unsubscribed_at,source,"
@@ -288,3 +295,186 @@ def test_signups_go_on_while_an_export_is_being_streamed(
     emails = [row["email"] for row in [first, *rest]]
     assert emails[:4] == [f"early{i}@example.com" for i in range(4)]
     assert subscription_of(session, "during@example.com").status == Status.PENDING
+
+
+# Cells a person, an old import or a hand edit may have left in the database: formula-like,
+# quoted, multi-line, unicode, empty, and the characters the SQLite path joins cells with.
+AWKWARD = [
+    None,
+    "",
+    "Ada",
+    "Jörg Müller",
+    "名前 😀",
+    "=1+2",
+    "+1",
+    "-1",
+    "@SUM(1)",
+    "\tcmd",
+    "\r=cmd",
+    "Smith, John",
+    'say "hi"',
+    "two\nlines",
+    "carriage\rreturn",
+    "tab\tinside",
+    "\\back\\slash",
+    "'quoted already",
+    " spaced ",
+    "unit\x1fsep",
+    "record\x1esep",
+    ",=both",
+    '"',
+    ",",
+]
+SOURCES = ["form", "embed", "api", "import", "import:legacy,list", "import:=cmd", "-x", '@"q"']
+IPS = [None, "203.0.113.7", "2001:db8::1", "", "1,2"]
+MOMENTS = [
+    None,
+    datetime(2023, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    datetime(2000, 1, 1, tzinfo=UTC),
+    datetime(2026, 6, 15, 12, 30, 45, 123456, tzinfo=UTC),
+]
+OLD_KEY = "an-old-key-longer-than-a-sha256-block-" + "x" * 40
+DROPPED_KEY = "a-key-nobody-honours-any-more"
+
+
+def add_varied_rows(session, newsletter_id, current_key, rows=300):
+    """Add ``rows`` subscriptions with every awkward cell and every kind of token."""
+    for i in range(rows):
+        prefix = ["", "-", "+", "=", "@", "\t", '"a,b"'][i % 7] if i % 3 == 0 else ""
+        subscriber = Subscriber(email=f"{prefix}reader{i}@exämple.com")
+        token = None
+        kind = i % 6  # current key, old key, unrecorded (current), unrecorded (old), dropped, none
+        if kind != 5:
+            key = [current_key, OLD_KEY, current_key, OLD_KEY, DROPPED_KEY][kind]
+            salt = f"{i:032x}"
+            token = Token(
+                purpose=TokenPurpose.UNSUBSCRIBE,
+                subscriber=subscriber,
+                salt=salt,
+                key_id=None if kind in (2, 3) else tokens.key_id(key),
+                digest=tokens.digest_of(tokens.mac(key.encode(), TokenPurpose.UNSUBSCRIBE, salt)),
+            )
+        session.add(
+            Subscription(
+                newsletter_id=newsletter_id,
+                subscriber=subscriber,
+                status=list(Status)[i % 3],
+                name=AWKWARD[i % len(AWKWARD)],
+                source=SOURCES[i % len(SOURCES)],
+                optin_at=MOMENTS[i % 4],
+                optin_ip=IPS[i % 5],
+                confirmed_at=MOMENTS[(i + 1) % 4],
+                confirm_ip=IPS[(i + 2) % 5],
+                unsubscribed_at=MOMENTS[(i + 3) % 4],
+                unsubscribe_token=token,
+            )
+        )
+    session.commit()
+
+
+def reference_rows(session, newsletter_id, status):
+    """Render each row straightforwardly, from the ORM's objects, as the export promises."""
+
+    def iso(moment):
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else ""
+
+    query = (
+        sa.select(Subscription)
+        .where(Subscription.newsletter_id == newsletter_id)
+        .order_by(Subscription.id)
+    )
+    if status != "all":
+        query = query.where(Subscription.status == Status(status))
+    session.expire_all()
+    for subscription in session.scalars(query):
+        token = subscription.unsubscribe_token
+        secret = tokens.secret_for(token) if token is not None else None
+        yield {
+            "email": subscription.subscriber.email,
+            "name": subscription.name or "",
+            "status": str(subscription.status),
+            "optin_at": iso(subscription.optin_at),
+            "optin_ip": subscription.optin_ip or "",
+            "confirmed_at": iso(subscription.confirmed_at),
+            "confirm_ip": subscription.confirm_ip or "",
+            "unsubscribed_at": iso(subscription.unsubscribed_at),
+            "source": subscription.source or "",
+            "unsubscribe_url": f"https://news.example.org/unsubscribe/{secret}" if secret else "",
+        }
+
+
+def reference_csv(rows) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(HEADER.split(","))
+    for row in rows:
+        writer.writerow(
+            [
+                "'" + value
+                if column in ("email", "name", "source") and value[:1] in "=+-@\t\r" and value
+                else value
+                for column, value in row.items()
+            ]
+        )
+    return out.getvalue().encode()
+
+
+def reference_jsonl(rows) -> bytes:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
+
+
+@pytest.mark.parametrize(
+    ("current_key", "fallbacks"),
+    [("test-secret", []), ("test-secret", [OLD_KEY]), ("k" * 100, [OLD_KEY])],
+    ids=["one key", "rotated", "long keys"],
+)
+def test_export_matches_a_straightforward_rendering_byte_for_byte(
+    settings, session, monkeypatch, current_key, fallbacks
+):
+    keyed = create_app(settings | {"SECRET_KEY": current_key, "SECRET_KEY_FALLBACKS": fallbacks})
+    try:
+        with keyed.app_context():
+            briefing = Newsletter(slug="briefing", name="Morning Briefing")
+            db.session().add(briefing)
+            db.session().commit()
+            add_varied_rows(session, briefing.id, current_key)
+            for batch in (exports.BATCH, 7):
+                monkeypatch.setattr(exports, "BATCH", batch)
+                for status in exports.STATUSES:
+                    rows = list(reference_rows(session, briefing.id, status))
+                    for fmt, render in (("csv", reference_csv), ("jsonl", reference_jsonl)):
+                        chunks = exports.export(db.session(), briefing, status, fmt)
+                        assert b"".join(chunks) == render(rows), (batch, status, fmt)
+                    assert list(exports.records(db.session(), briefing, status)) == rows
+            counts = session.scalars(sa.select(ExportRecord.rows).order_by(ExportRecord.id))
+            assert list(counts) == [100] * 6 + [300] * 2 + [100] * 6 + [300] * 2
+    finally:
+        with keyed.app_context():
+            db.engine().dispose()
+
+
+def test_the_admin_download_is_the_same_export_as_the_command_line(
+    app, client, runner, newsletter, session, monkeypatch
+):
+    from tests.admin.conftest import PASSWORD, login
+
+    monkeypatch.setattr(exports, "BATCH", 4)
+    with app.app_context():
+        briefing = db.session().scalar(sa.select(Newsletter).where(Newsletter.slug == "briefing"))
+        db.session().commit()  # SQLite: the app's open transaction holds the write lock
+        add_varied_rows(session, briefing.id, "test-secret", rows=30)
+        editors.create(db.session(), "editor@example.com", PASSWORD, newsletters=[briefing])
+        db.session().commit()
+    login(client, "editor@example.com")
+    for fmt in exports.FORMATS:
+        response = client.get(f"/admin/n/briefing/export?status=all&format={fmt}")
+        assert response.status_code == 200 and response.is_streamed
+        cli = runner.invoke(args=["export", "briefing", "--status", "all", "--format", fmt])
+        assert response.get_data() == cli.stdout_bytes
+    logged = session.scalars(sa.select(ExportRecord).order_by(ExportRecord.id)).all()
+    assert [(r.via, r.format, r.rows) for r in logged] == [
+        ("admin", "csv", 30),
+        ("cli", "csv", 30),
+        ("admin", "jsonl", 30),
+        ("cli", "jsonl", 30),
+    ]

@@ -19,15 +19,12 @@ def export(slug):
     fmt = request.args.get("format", "csv")
     if status not in exports.STATUSES:
         raise BadRequest(f"status must be one of: {', '.join(exports.STATUSES)}.")
-    if fmt not in exports.WRITERS:
-        raise BadRequest(f"format must be one of: {', '.join(sorted(exports.WRITERS))}.")
-    session = db.session()
-    record = exports.record(session, newsletter, current_user, "admin", status, fmt)
-    session.commit()
-    rows = exports.counted(exports.records(session, newsletter, status), record, session)
+    if fmt not in exports.FORMATS:
+        raise BadRequest(f"format must be one of: {', '.join(sorted(exports.FORMATS))}.")
+    chunks = exports.export(db.session(), newsletter, status, fmt, current_user, via="admin")
     filename = f"{newsletter.slug}-{status}.{fmt}"
     return Response(
-        stream_with_context(exports.WRITERS[fmt](rows)),
+        stream_with_context(chunks),
         mimetype=exports.FORMATS[fmt].split(";")[0],
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )

@@ -66,7 +66,8 @@ def test_a_signup_of_a_new_pending_or_confirmed_address_sends_the_same_statement
         sa.update(Subscription)
         .where(
             Subscription.subscriber_id
-            == sa.select(Subscriber.id).where(Subscriber.email == "confirmed@example.com")
+            == sa.select(Subscriber.id)
+            .where(Subscriber.email == "confirmed@example.com")
             .scalar_subquery()
         )
         .values(status=Status.CONFIRMED)
@@ -94,9 +95,7 @@ def test_several_newsletters_at_once_are_one_request_and_one_mail(app, client, s
     from tests.embed.test_several_newsletters import add_newsletters
 
     add_newsletters(session, "alpha", "beta")
-    client.post(
-        "/subscribe", data={"email": "reader@example.com", "newsletter": ["alpha", "beta"]}
-    )
+    client.post("/subscribe", data={"email": "reader@example.com", "newsletter": ["alpha", "beta"]})
     assert count(session, SignupRequest) == 1
     process(app)
     assert count(session, Subscription) == 2 and count(session, OutboxMessage) == 1
