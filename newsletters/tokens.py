@@ -39,7 +39,7 @@ def keys() -> list[str]:
 
 def mac(key: bytes, purpose: TokenPurpose | str, salt: str) -> str:
     """Return the link secret that ``key`` derives for a token's purpose and salt."""
-    mac = hmac.new(key, f"{purpose}:{salt}".encode(), hashlib.sha256).digest()
+    mac = hmac.digest(key, f"{purpose}:{salt}".encode(), "sha256")
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 

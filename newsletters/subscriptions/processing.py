@@ -38,6 +38,7 @@ from ..models import (
 )
 
 REQUESTS = SignupRequest.__table__
+TOKENS = Token.__table__
 SUBSCRIBERS = Subscriber.__table__
 SUBSCRIPTIONS = Subscription.__table__
 
@@ -334,24 +335,26 @@ class _Batch:
         """Write the batch's decisions: a few multi-row statements, whatever its size."""
         session = self.session
         if self.new_tokens:
-            ids = session.scalars(
-                sa.insert(Token.__table__).returning(
-                    Token.__table__.c.id, sort_by_parameter_order=True
-                ),
-                self.new_tokens,
-            ).all()
-            for token, token_id in zip(self.new_tokens, ids, strict=True):
-                token["id"] = token_id
+            # Ids read back by their unique digests rather than with INSERT … RETURNING in
+            # parameter order, which SQLite can only do one row per statement.
+            session.execute(sa.insert(TOKENS), self.new_tokens)
+            ids = dict(
+                session.execute(
+                    sa.select(TOKENS.c.digest, TOKENS.c.id).where(
+                        TOKENS.c.digest.in_([t["digest"] for t in self.new_tokens])
+                    )
+                ).all()
+            )
+            for token in self.new_tokens:
+                token["id"] = ids[token["digest"]]
         for subscription in subscriptions:
             if isinstance(subscription.unsubscribe_token, dict):
                 token_id = subscription.unsubscribe_token["id"]
                 subscription.changed["unsubscribe_token_id"] = token_id
         added = [s for s in subscriptions if s.id is None]
         if added:
-            ids = session.scalars(
-                sa.insert(SUBSCRIPTIONS).returning(
-                    SUBSCRIPTIONS.c.id, sort_by_parameter_order=True
-                ),
+            session.execute(
+                sa.insert(SUBSCRIPTIONS),
                 [
                     {
                         "newsletter_id": s.newsletter_id,
@@ -362,9 +365,23 @@ class _Batch:
                     }
                     for s in added
                 ],
-            ).all()
-            for subscription, subscription_id in zip(added, ids, strict=True):
-                subscription.id = subscription_id
+            )
+            # The pairs are unique, and locked by this batch's subscribers: read the ids back.
+            ids = {
+                (row.newsletter_id, row.subscriber_id): row.id
+                for row in session.execute(
+                    sa.select(
+                        SUBSCRIPTIONS.c.id,
+                        SUBSCRIPTIONS.c.newsletter_id,
+                        SUBSCRIPTIONS.c.subscriber_id,
+                    ).where(
+                        SUBSCRIPTIONS.c.subscriber_id.in_({s.subscriber_id for s in added}),
+                        SUBSCRIPTIONS.c.newsletter_id.in_({s.newsletter_id for s in added}),
+                    )
+                )
+            }
+            for subscription in added:
+                subscription.id = ids[(subscription.newsletter_id, subscription.subscriber_id)]
                 subscription.changed.clear()
         changed = [s for s in subscriptions if s.changed]
         for columns, group in _by_columns(changed).items():
