@@ -1,10 +1,26 @@
-"""Render outbox rows into mails: text and HTML templates, headers, no text a signer typed."""
+"""Render outbox rows into mails: text and HTML templates, headers, no text a signer typed.
 
+The worker renders a batch at a time (``Renderer``): it reads the batch's tokens and
+newsletters in two queries, and builds each set of newsletters' mail once, with placeholders
+where each mail differs (its link, its recipient, date and Message-ID); each mail is then
+that prototype's bytes with its own values put in. The prototype is only used where that
+gives the very bytes building the mail from scratch would (``_Prototype``); the other mails
+are built from scratch.
+"""
+
+import io
+import re
+import secrets
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email import policy
+from email.generator import BytesGenerator
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 
+import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app, render_template
 from sqlalchemy.orm import Session
@@ -12,58 +28,316 @@ from sqlalchemy.orm import Session
 from .. import catalogue, tokens
 from ..db import utcnow
 from ..links import external_url
-from ..models import Newsletter, OutboxMessage, Token
+from ..models import Newsletter, OutboxMessage, Subscription, Token, token_subscription
 from ..text import has_control_characters
 
-# The newsletter's texts that go into a header of its confirmation mail.
+# The newsletter's texts that go into a header of its confirmation mail, and all of its texts
+# that the mail holds.
 HEADER_TEXTS = ("name", "sender_name", "confirm_subject")
+MAIL_TEXTS = (*HEADER_TEXTS, "slug", "confirm_body")
+# RFC 5322's recommended line length, which the email package folds headers at: a header
+# line within it goes out exactly as written.
+HEADER_LINE = 78
+# An ASCII dot-atom address (no quotes, no spaces) and a Message-ID made of such parts: the
+# email package writes either into its header as it is.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM = rf"{_ATOM}(?:\.{_ATOM})*"
+PLAIN_ADDRESS = re.compile(rf"{_DOT_ATOM}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+MESSAGE_ID = re.compile(rf"<{_DOT_ATOM}@{_DOT_ATOM}>")
+# Stand-ins for a date (the same length as any other of format_datetime's UTC dates) and
+# for the other per-mail values; random ones per prototype, so no text can hold them.
+DATE_STANDIN = format_datetime(datetime(2000, 1, 1, tzinfo=UTC))
 
 
 class Unrenderable(Exception):
     """The outbox row cannot be built into a mail: what it refers to is gone, or is bad."""
 
 
-def render(session: Session, message: OutboxMessage) -> tuple[EmailMessage, dict[str, str]]:
-    """Build the mail for ``message`` and return it with the links it carries."""
-    if message.kind != "confirm":
-        raise Unrenderable(f"unknown outbox message kind {message.kind!r}")
-    token = session.get(Token, message.payload.get("token_id"))
-    if token is None or not token.subscriptions:
-        raise Unrenderable("the confirmation token of this mail no longer exists")
-    secret = tokens.secret_for(token)
-    if secret is None:
-        raise Unrenderable(
-            "the secret key that made this mail's link is no longer in SECRET_KEY_FALLBACKS"
+@dataclass(frozen=True)
+class Mail:
+    """A built mail: its envelope and its bytes as SMTP carries them (CRLF line ends)."""
+
+    sender: str
+    recipient: str
+    message_id: str
+    data: bytes
+    # Whether its addresses need the server's SMTPUTF8 (RFC 6531): a non-ASCII local part.
+    smtputf8: bool
+    links: dict[str, str] = field(default_factory=dict)
+
+    def as_text(self) -> str:
+        """Return the mail as text with newline line ends, for files and the console."""
+        return self.data.decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+class Renderer:
+    """Build the mails of one batch of outbox rows, from what it reads for all of them at once."""
+
+    def __init__(
+        self,
+        session: Session,
+        rows: list[OutboxMessage],
+        prototypes: dict | None = None,
+    ):
+        # token id -> (purpose, salt, key id, digest), and the newsletters it confirms
+        self.tokens, self.newsletters_of = _tokens(session, [_token_id(row) for row in rows])
+        wanted = {n for listed in self.newsletters_of.values() for n in listed}
+        # Read afresh: a long-lived worker's session may hold a newsletter edited since.
+        self.newsletters = {
+            n.id: n
+            for n in session.scalars(
+                sa.select(Newsletter)
+                .where(Newsletter.id.in_(wanted))
+                .execution_options(populate_existing=True)
+            )
+        }
+        self.derive = tokens.deriver()
+        self.sender = sender()
+        self.envelope_sender = self.sender.addr_spec
+        self.dates: tuple[int, str] = (0, "")
+        # newsletter ids -> prototype, for this batch
+        self.by_newsletters: dict[tuple[int, ...], _Prototype] = {}
+        self.domain = ascii_domain(self.sender.addr_spec).rpartition("@")[2]
+        # Shared by the batches of one round (``prototypes``): a prototype is kept for as long
+        # as its newsletters' texts are what this batch read.
+        self.prototypes: dict[tuple, _Prototype] = {} if prototypes is None else prototypes
+
+    def newsletter_ids(self, message: OutboxMessage) -> list[int]:
+        """Return the newsletters ``message`` is about; none if that can no longer be known."""
+        if message.kind != "confirm":
+            return []
+        return list(self.newsletters_of.get(_token_id(message), []))
+
+    def render(self, message: OutboxMessage) -> Mail:
+        """Build the mail for ``message``; raise ``Unrenderable`` if it cannot be built."""
+        if message.kind != "confirm":
+            raise Unrenderable(f"unknown outbox message kind {message.kind!r}")
+        token_id = _token_id(message)
+        newsletter_ids = tuple(self.newsletters_of.get(token_id, ()))
+        if not newsletter_ids:
+            raise Unrenderable("the confirmation token of this mail no longer exists")
+        secret = self.derive(*self.tokens[token_id])
+        if secret is None:
+            raise Unrenderable(
+                "the secret key that made this mail's link is no longer in SECRET_KEY_FALLBACKS"
+            )
+        prototype = self._prototype(newsletter_ids)
+        recipient = ascii_domain(message.recipient)
+        headers = {
+            "recipient": recipient,
+            "date": self._date(),
+            "message_id": message_id(message, self.domain),
+        }
+        links = {"confirm": prototype.confirm_url.replace(prototype.secret, secret)}
+        international = not (self.envelope_sender + recipient).isascii()
+        if not international and prototype.fits(headers):
+            data = prototype.fill({"secret": secret, **headers})
+        else:
+            mail = compose(prototype.newsletters, self.sender, links["confirm"], **headers)
+            data = wire(mail, utf8=international)
+        return Mail(
+            sender=self.envelope_sender,
+            recipient=recipient,
+            message_id=headers["message_id"],
+            data=data,
+            smtputf8=international,
+            links=links,
         )
-    newsletters = [s.newsletter for s in token.subscriptions]
-    _check_header_texts(newsletters)
-    confirm_url = external_url("subscriptions.confirm", token=secret)
+
+    def _prototype(self, newsletter_ids: tuple[int, ...]) -> "_Prototype":
+        # Built once per set of newsletters and round, as long as their texts stay the same.
+        # One that cannot be built (a text that cannot be a header, a template bug) is tried
+        # again for each of its mails, which then fail alike: rare enough not to remember.
+        found = self.by_newsletters.get(newsletter_ids)
+        if found is None:
+            newsletters = [self.newsletters[n] for n in newsletter_ids]
+            key = tuple((n.id, *(getattr(n, text) for text in MAIL_TEXTS)) for n in newsletters)
+            if key not in self.prototypes:
+                self.prototypes[key] = _Prototype(newsletters, self.sender)
+            found = self.by_newsletters[newsletter_ids] = self.prototypes[key]
+        return found
+
+    def _date(self) -> str:
+        # A Date header per second is all anyone reads: formatted once a second.
+        now = utcnow()
+        second = int(now.timestamp())
+        if self.dates[0] != second:
+            self.dates = (second, format_datetime(now.replace(microsecond=0)))
+        return self.dates[1]
+
+
+class _Prototype:
+    """One set of newsletters' mail, built with stand-ins for what differs from mail to mail.
+
+    Each mail's bytes are the prototype's with its own values in place of the stand-ins. That
+    gives exactly what building the mail from scratch gives as long as nothing the email
+    package decides depends on those values. The link's secret has a fixed length and only
+    characters that 7bit, 8bit and quoted-printable bodies write as they are, so the choice
+    of encoding and where quoted-printable breaks its lines (``=`` CRLF, even inside the
+    secret) come out the same; checked: each occurrence of the secret in the text is found,
+    whole or broken, in the bytes (base64, which a text of long lines in other scripts gets,
+    hides it: such a set's mails are built from scratch). The per-mail headers stay short
+    enough not to be folded (``fits``); a mail whose headers do not is built from scratch.
+    """
+
+    def __init__(self, newsletters: list[Newsletter], sender: Address):
+        _check_header_texts(newsletters)
+        self.newsletters = newsletters
+        # Link secrets are 43 characters of the URL-safe base64 alphabet: so is this one.
+        self.secret = secrets.token_urlsafe(32)
+        standin = secrets.token_hex(16)
+        headers = {
+            "recipient": f"{standin}@to.invalid",
+            "date": DATE_STANDIN,
+            "message_id": f"<{standin}@id.invalid>",
+        }
+        self.confirm_url = confirm_url(self.secret)
+        mail = compose(newsletters, sender, self.confirm_url, **headers)
+        data = wire(mail, utf8=False)
+        texts = "".join(part.get_content() for part in mail.iter_parts())
+        # (name, bytes found) for each stand-in: the secret may be broken by soft line breaks.
+        soft_break = rb"(?:=\r\n)?"
+        patterns = {
+            "secret": soft_break.join(re.escape(bytes([c])) for c in self.secret.encode()),
+            **{name: re.escape(value.encode()) for name, value in headers.items()},
+        }
+        found = list(
+            re.finditer(
+                b"|".join(b"(?P<%s>%s)" % (n.encode(), p) for n, p in patterns.items()), data
+            )
+        )
+        expected = Counter({"secret": texts.count(self.secret), **dict.fromkeys(headers, 1)})
+        # Literal bytes, and (name, where soft line breaks split it) for each value.
+        self.segments: list[bytes | tuple[str, tuple[int, ...]]] | None = None
+        if Counter(match.lastgroup for match in found) == expected:
+            self.segments, done = [], 0
+            for match in found:
+                self.segments.append(data[done : match.start()])
+                self.segments.append((match.lastgroup, _split_points(match.group())))
+                done = match.end()
+            self.segments.append(data[done:])
+
+    def fits(self, headers: dict[str, str]) -> bool:
+        """Tell whether ``headers`` put into the prototype give what composing them gives."""
+        return (
+            self.segments is not None
+            and PLAIN_ADDRESS.fullmatch(headers["recipient"]) is not None
+            and len("To: " + headers["recipient"]) <= HEADER_LINE
+            and len(headers["date"]) == len(DATE_STANDIN)
+            and MESSAGE_ID.fullmatch(headers["message_id"]) is not None
+            and len("Message-ID: " + headers["message_id"]) <= HEADER_LINE
+        )
+
+    def fill(self, values: dict[str, str]) -> bytes:
+        """Return the prototype's bytes with ``values`` in place of its stand-ins."""
+        out = []
+        for segment in self.segments:
+            if isinstance(segment, bytes):
+                out.append(segment)
+                continue
+            name, breaks = segment
+            value = values[name].encode()
+            if breaks:
+                ends = (*breaks, len(value))
+                value = b"=\r\n".join(value[a:b] for a, b in zip((0, *breaks), ends, strict=True))
+            out.append(value)
+        return b"".join(out)
+
+
+def _split_points(found: bytes) -> tuple[int, ...]:
+    """Return where soft line breaks split a value as found in the bytes (value offsets)."""
+    points, offset = [], 0
+    for part in found.split(b"=\r\n")[:-1]:
+        offset += len(part)
+        points.append(offset)
+    return tuple(points)
+
+
+def compose(
+    newsletters: list[Newsletter],
+    sender_address: Address,
+    link: str,
+    *,
+    recipient: str,
+    date: str,
+    message_id: str,
+) -> EmailMessage:
+    """Build the confirmation mail of ``newsletters`` from scratch, as an ``EmailMessage``."""
     names = ", ".join(n.name for n in newsletters)
     subject = (len(newsletters) == 1 and newsletters[0].confirm_subject) or (
         f"Confirm your subscription to {names}"
     )
     context = {
         "newsletters": newsletters,
-        "confirm_url": confirm_url,
+        "confirm_url": link,
         "ttl_hours": current_app.config["CONFIRM_TTL_HOURS"],
         "intro": (len(newsletters) == 1 and newsletters[0].confirm_body) or None,
     }
-    sender = len(newsletters) == 1 and newsletters[0].sender_name
-    mail = _envelope(message, subject, sender or None)
+    sender_name = len(newsletters) == 1 and newsletters[0].sender_name
+    mail = EmailMessage()
+    mail["From"] = Address(
+        display_name=sender_name or sender_address.display_name,
+        username=sender_address.username,
+        domain=sender_address.domain,
+    )
+    mail["To"] = recipient
+    mail["Subject"] = subject
+    mail["Date"] = date
+    mail["Message-ID"] = message_id
+    mail["Auto-Submitted"] = "auto-generated"
     mail.set_content(render_template("mail/confirm.txt", **context))
     mail.add_alternative(render_template("mail/confirm.html", **context), subtype="html")
-    return mail, {"confirm": confirm_url}
+    return mail
+
+
+def wire(mail: EmailMessage, *, utf8: bool) -> bytes:
+    """Return ``mail`` as ``smtplib``'s ``send_message`` puts it on the wire."""
+    with io.BytesIO() as out:
+        generator = BytesGenerator(out, policy=mail.policy.clone(utf8=True) if utf8 else None)
+        generator.flatten(mail, linesep="\r\n")
+        return out.getvalue()
+
+
+def confirm_url(secret: str) -> str:
+    """Return the public confirmation link of ``secret``."""
+    return external_url("subscriptions.confirm", token=secret)
 
 
 def newsletter_ids(session: Session, message: OutboxMessage) -> list[int]:
     """Return the newsletters ``message`` is about; none if that can no longer be known."""
     if message.kind != "confirm":
         return []
-    token = session.get(Token, message.payload.get("token_id"))
-    return [] if token is None else [s.newsletter_id for s in token.subscriptions]
+    token_id = _token_id(message)
+    return _tokens(session, [token_id])[1].get(token_id, [])
 
 
-def message_id(message: OutboxMessage) -> str:
+def _tokens(session: Session, token_ids: list) -> tuple[dict, dict[int, list[int]]]:
+    """Read tokens and the newsletters each confirms, in subscription order."""
+    found = session.execute(
+        sa.select(
+            Token.id,
+            Token.purpose,
+            Token.salt,
+            Token.key_id,
+            Token.digest,
+            Subscription.newsletter_id,
+        )
+        .select_from(Token)
+        .outerjoin(token_subscription, token_subscription.c.token_id == Token.id)
+        .outerjoin(Subscription, Subscription.id == token_subscription.c.subscription_id)
+        .where(Token.id.in_(sorted({t for t in token_ids if t is not None})))
+        .order_by(Token.id, Subscription.id)
+    )
+    by_id, newsletters_of = {}, {}
+    for token_id, purpose, salt, key_id, digest, newsletter_id in found:
+        by_id[token_id] = (purpose, salt, key_id, digest)
+        listed = newsletters_of.setdefault(token_id, [])
+        if newsletter_id is not None:
+            listed.append(newsletter_id)
+    return by_id, newsletters_of
+
+
+def message_id(message: OutboxMessage, domain: str | None = None) -> str:
     """Return the Message-ID of ``message``: its stored unique part at MAIL_FROM's domain.
 
     Built with the mail, so the settings of the worker that sends it decide the domain, as
@@ -73,7 +347,8 @@ def message_id(message: OutboxMessage) -> str:
     """
     if "@" in message.message_id:
         return message.message_id
-    domain = ascii_domain(sender().addr_spec).rpartition("@")[2]
+    if domain is None:
+        domain = ascii_domain(sender().addr_spec).rpartition("@")[2]
     return f"<{message.message_id}@{domain}>"
 
 
@@ -84,32 +359,22 @@ def sender() -> Address:
     return address
 
 
+def _token_id(message: OutboxMessage) -> int | None:
+    token_id = (message.payload or {}).get("token_id")
+    # Only what can be a token's id goes into the query (a bad payload must not fail it).
+    return token_id if isinstance(token_id, int) and not isinstance(token_id, bool) else None
+
+
 def _check_header_texts(newsletters: list[Newsletter]) -> None:
     """Refuse texts that cannot be a header, saved before the catalogue refused them."""
     for newsletter in newsletters:
-        for field in HEADER_TEXTS:
-            if has_control_characters(getattr(newsletter, field) or ""):
+        for field_name in HEADER_TEXTS:
+            if has_control_characters(getattr(newsletter, field_name) or ""):
                 raise Unrenderable(
-                    f"the {catalogue.TEXTS[field].label.lower()} of the newsletter "
+                    f"the {catalogue.TEXTS[field_name].label.lower()} of the newsletter "
                     f"{newsletter.slug!r} holds a line break or another control character; "
                     "correct it in the newsletter's settings"
                 )
-
-
-def _envelope(message: OutboxMessage, subject: str, sender_name: str | None) -> EmailMessage:
-    mail = EmailMessage()
-    address = sender()
-    mail["From"] = Address(
-        display_name=sender_name or address.display_name,
-        username=address.username,
-        domain=address.domain,
-    )
-    mail["To"] = ascii_domain(message.recipient)
-    mail["Subject"] = subject
-    mail["Date"] = format_datetime(utcnow())
-    mail["Message-ID"] = message_id(message)
-    mail["Auto-Submitted"] = "auto-generated"
-    return mail
 
 
 def ascii_domain(address: str) -> str:
@@ -119,6 +384,8 @@ def ascii_domain(address: str) -> str:
     is IDNA 2003, which maps ß to ss and would send straße.de's mail to strasse.de, another
     domain with another owner.
     """
+    if address.isascii():
+        return address  # nothing to convert; stored addresses are normalised at signup
     local, _, _domain = address.rpartition("@")
     try:
         checked = validate_email(address, check_deliverability=False, allow_smtputf8=True)

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,6 +24,7 @@ from ..models import (
     OutboxMessage,
     OutboxState,
     Subscription,
+    Suppression,
     TransportStatus,
     token_subscription,
 )
@@ -49,58 +51,111 @@ def enqueue(session: Session, kind: str, recipient: str, payload: dict) -> Outbo
     return message
 
 
-def claim_due(session: Session, limit: int = 1) -> list[OutboxMessage]:
-    """Lease up to ``limit`` due messages to this worker; the caller commits the lease.
+def claim(session: Session, limit: int) -> list[sa.Row]:
+    """Lease up to ``limit`` due messages to this worker, in one statement; the caller commits.
 
-    On PostgreSQL the candidates are locked with SKIP LOCKED, so parallel workers take
-    different rows; the conditional UPDATE makes the claim safe on SQLite too, where writers
-    are serialised anyway. The claim counts an attempt; ``release`` takes it back.
+    One conditional UPDATE … RETURNING: on PostgreSQL its candidates are locked with SKIP
+    LOCKED, so parallel workers take different rows; on SQLite, where writers are serialised,
+    the same statement is safe as it is. Each claimed row carries the lease (``locked_until``,
+    OUTBOX_LEASE_SECONDS from now), and the claim counts an attempt; ``release_all`` takes it
+    back. Returns the rows as written (plain rows: the worker needs no ORM objects, which
+    would cost more than the rest of a claim), oldest due first.
     """
+    table = OutboxMessage.__table__
+    rows = session.execute(
+        _claiming(limit).returning(*table.c),
+        execution_options={"synchronize_session": False},
+    ).all()
+    return sorted(rows, key=lambda m: (m.next_attempt_at, m.id))
+
+
+def claim_due(session: Session, limit: int = 1) -> list[OutboxMessage]:
+    """Lease up to ``limit`` due messages as ``claim`` does; return them as ORM objects."""
+    claimed = session.scalars(
+        _claiming(limit).returning(OutboxMessage),
+        # The session may hold these rows from before the claim (a long-lived worker's, or
+        # the one that enqueued them): load the attempts and lease just written.
+        execution_options={"populate_existing": True, "synchronize_session": False},
+    ).all()
+    return sorted(claimed, key=lambda m: (m.next_attempt_at, m.id))
+
+
+def _claiming(limit: int) -> sa.Update:
     now = utcnow()
-    lease_until = now + timedelta(seconds=current_app.config["OUTBOX_LEASE_SECONDS"])
+    free = sa.or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < now)
     due = (
         sa.select(OutboxMessage.id)
         .where(
-            OutboxMessage.state == OutboxState.PENDING,
-            OutboxMessage.next_attempt_at <= now,
-            sa.or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < now),
+            OutboxMessage.state == OutboxState.PENDING, OutboxMessage.next_attempt_at <= now, free
         )
         .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
+        # Evaluated once, as a CTE: a LIMIT inside IN (…) may otherwise be run again by
+        # PostgreSQL for each row it compares, each run locking and leasing more rows.
+        .cte("due")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
     )
-    claimed = []
-    for message_id in session.scalars(due).all():
-        result = session.execute(
-            sa.update(OutboxMessage)
-            .where(
-                OutboxMessage.id == message_id,
-                OutboxMessage.state == OutboxState.PENDING,
-                sa.or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < now),
-            )
-            .values(locked_until=lease_until, attempts=OutboxMessage.attempts + 1)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount == 1:
-            claimed.append(message_id)
-    if not claimed:
-        return []
-    return list(
-        session.scalars(
-            sa.select(OutboxMessage)
-            .where(OutboxMessage.id.in_(claimed))
-            .order_by(OutboxMessage.id)
-            # The session may hold these rows from before the claim (a long-lived worker's,
-            # or the one that enqueued them): load the attempts and lease just written.
-            .execution_options(populate_existing=True)
-        )
+    # The rows are updated by id alone: the conditions were checked as they were locked (on
+    # PostgreSQL a row changed meanwhile is checked again, on its new version), or, on
+    # SQLite, in this same statement. Repeated here they would lead SQLite to scan every
+    # pending row of the index instead of looking up a hundred ids.
+    return (
+        sa.update(OutboxMessage)
+        .where(OutboxMessage.id.in_(sa.select(due.c.id)))
+        .values(locked_until=now + lease(), attempts=OutboxMessage.attempts + 1)
     )
+
+
+def lease() -> timedelta:
+    """Return how long a claim holds its messages: OUTBOX_LEASE_SECONDS."""
+    return timedelta(seconds=current_app.config["OUTBOX_LEASE_SECONDS"])
+
+
+def renew(session: Session, ids: list[int], held_until: datetime) -> tuple[list[int], datetime]:
+    """Extend the lease of the messages ``ids`` that this worker still holds; the caller commits.
+
+    Held means leased until ``held_until`` still, as this worker's claim or last renewal
+    left them: a message whose lease ran out and another worker claimed is not taken back.
+    Return the ids still held, and their new lease.
+    """
+    until = utcnow() + lease()
+    held = session.scalars(
+        sa.update(OutboxMessage)
+        .where(
+            OutboxMessage.id.in_(ids),
+            OutboxMessage.state == OutboxState.PENDING,
+            OutboxMessage.locked_until == held_until,
+        )
+        .values(locked_until=until)
+        .returning(OutboxMessage.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return sorted(held), until
 
 
 def release(session: Session, message: OutboxMessage) -> None:
     """Give a claimed message back, due as before and without counting the attempt."""
     message.attempts = max(0, message.attempts - 1)
     message.locked_until = None
+
+
+def release_all(session: Session, ids: list[int], held_until: datetime) -> None:
+    """Give back the claimed messages ``ids`` still held: due as before, the attempt uncounted."""
+    if ids:
+        session.execute(
+            sa.update(OutboxMessage)
+            .where(
+                OutboxMessage.id.in_(ids),
+                OutboxMessage.state == OutboxState.PENDING,
+                OutboxMessage.locked_until == held_until,
+            )
+            .values(
+                locked_until=None,
+                attempts=sa.case((OutboxMessage.attempts > 0, OutboxMessage.attempts - 1), else_=0),
+            )
+            .execution_options(synchronize_session=False)
+        )
 
 
 def mark_sent(session: Session, message: OutboxMessage) -> None:
@@ -111,24 +166,118 @@ def mark_sent(session: Session, message: OutboxMessage) -> None:
     message.last_error = None
 
 
-def mark_failed(session: Session, message: OutboxMessage, error: str, *, permanent: bool) -> None:
-    """Record a failed attempt: retry later with backoff, fail it, or give it up as dead."""
-    message.last_error = error[:2000]
-    message.locked_until = None
+def mark_all_sent(session: Session, ids: list[int]) -> None:
+    """Record that the messages ``ids`` were handed to the mail server, in one statement.
+
+    Whoever holds their lease now: a mail the server took is sent, whatever happens next.
+    """
+    if ids:
+        session.execute(
+            sa.update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids))
+            .values(state=OutboxState.SENT, sent_at=utcnow(), locked_until=None, last_error=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What a failed attempt at one message leaves: its next state and why (see ``failure``)."""
+
+    id: int
+    state: OutboxState
+    error: str
+    next_attempt_at: datetime
+
+
+def failure(message: OutboxMessage, error: str, *, permanent: bool) -> Failure:
+    """Decide what a failed attempt at ``message`` leaves: a retry with backoff, failed or dead."""
+    state, due = OutboxState.PENDING, message.next_attempt_at
     if permanent:
-        message.state = OutboxState.FAILED
+        state = OutboxState.FAILED
     elif (
         message.attempts >= current_app.config["OUTBOX_MAX_ATTEMPTS"]
         or message.queued_at < utcnow() - max_age()
     ):
-        message.state = OutboxState.DEAD
+        state = OutboxState.DEAD
     else:
-        message.next_attempt_at = utcnow() + backoff(message.attempts)
+        due = utcnow() + backoff(message.attempts)
+    return Failure(message.id, state, error[:2000], due)
+
+
+def unbuilt_failure(message: OutboxMessage, reason: str) -> Failure:
+    """Decide what a message that cannot be built from what the database holds leaves: failed."""
+    return failure(message, UNBUILT + reason, permanent=True)
+
+
+def mark_all_failed(session: Session, failures: list[Failure], held_until: datetime) -> None:
+    """Record failed attempts, one statement for all (run once per row by the driver).
+
+    Only for messages still held under the lease ``held_until``: one whose lease ran out
+    and that another worker took is that worker's to record.
+    """
+    if failures:
+        table = OutboxMessage.__table__
+        session.execute(
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("b_id"), table.c.locked_until == held_until)
+            .values(
+                state=sa.bindparam("b_state"),
+                last_error=sa.bindparam("b_error"),
+                next_attempt_at=sa.bindparam("b_due"),
+                locked_until=None,
+            ),
+            [
+                {"b_id": f.id, "b_state": f.state, "b_error": f.error, "b_due": f.next_attempt_at}
+                for f in failures
+            ],
+        )
+
+
+def mark_failed(session: Session, message: OutboxMessage, error: str, *, permanent: bool) -> None:
+    """Record a failed attempt: retry later with backoff, fail it, or give it up as dead."""
+    decided = failure(message, error, permanent=permanent)
+    message.last_error = decided.error
+    message.locked_until = None
+    message.state = decided.state
+    message.next_attempt_at = decided.next_attempt_at
 
 
 def mark_unbuilt(session: Session, message: OutboxMessage, reason: str) -> None:
     """Fail ``message`` for good: it cannot be built from what the database holds."""
     mark_failed(session, message, UNBUILT + reason, permanent=True)
+
+
+def suppressed(session: Session, emails: Iterable[str]) -> set[tuple[str, int]]:
+    """Return the (address, newsletter id) pairs among ``emails`` that no mail may go to."""
+    emails = sorted(set(emails))
+    if not emails:
+        return set()
+    rows = session.execute(
+        sa.select(Suppression.email, Suppression.newsletter_id).where(Suppression.email.in_(emails))
+    )
+    return {(email, newsletter_id) for email, newsletter_id in rows}
+
+
+def suppress_all(session: Session, refused: list[tuple[str, int, str]]) -> None:
+    """Suppress each (address, newsletter id, reason) of ``refused``, in one statement.
+
+    An address suppressed already (meanwhile, by another worker) keeps its first reason.
+    """
+    if refused:
+        table = Suppression.__table__
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        now = utcnow()
+        first: dict[tuple[str, int], str] = {}
+        for email, newsletter_id, reason in refused:
+            first.setdefault((email, newsletter_id), reason)
+        session.execute(
+            dialect.insert(table).on_conflict_do_nothing(index_elements=["email", "newsletter_id"]),
+            [
+                {"email": email, "newsletter_id": n, "reason": reason[:2000], "at": now}
+                for (email, n), reason in first.items()
+            ],
+        )
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,12 @@ import re
 import smtplib
 import ssl
 import sys
-from email.message import EmailMessage
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
+
+if TYPE_CHECKING:
+    from .messages import Mail
 
 
 class TemporaryFailure(Exception):
@@ -123,14 +126,25 @@ class SMTPTransport:
         except (smtplib.SMTPException, OSError) as exc:
             raise TransportFailure(f"cannot use {self.describe()}: {_explain(exc)}") from None
 
-    def send(self, mail: EmailMessage) -> str:
+    def send(self, mail: "Mail") -> str:
         """Send ``mail``; raise ``TransportFailure``, ``TemporaryFailure`` or ``PermanentFailure``.
 
         ``RecipientRefused``, a ``PermanentFailure``, says the address itself was refused.
         """
         self.open()
         try:
-            self.connection.send_message(mail)
+            options = ()
+            if mail.smtputf8:
+                # As smtplib's send_message() would refuse it, before a word of it is sent.
+                if not self.connection.has_extn("smtputf8"):
+                    raise smtplib.SMTPNotSupportedError(
+                        "One or more source or delivery addresses require internationalized "
+                        "email support, but the server does not advertise the required "
+                        "SMTPUTF8 capability"
+                    )
+                options = ("SMTPUTF8", "BODY=8BITMIME")
+            # The mail's bytes are ready (messages.Mail): send_message() would build them again.
+            self.connection.sendmail(mail.sender, [mail.recipient], mail.data, options)
         except smtplib.SMTPRecipientsRefused as exc:
             self.close()
             raise _refused("recipient refused", list(exc.recipients.values())) from None
@@ -188,12 +202,12 @@ class FileTransport:
         """Name this transport for logs and status."""
         return f"file://{self.folder}"
 
-    def send(self, mail: EmailMessage) -> str:
-        message_id = mail["Message-ID"].strip("<>").partition("@")[0]
+    def send(self, mail: "Mail") -> str:
+        message_id = mail.message_id.strip("<>").partition("@")[0]
         path = self.folder / f"{message_id}.eml"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(bytes(mail))
+            path.write_bytes(mail.data.replace(b"\r\n", b"\n"))
         except OSError as exc:
             raise TemporaryFailure(f"cannot write {path}: {exc}") from None
         return f"written to {path}"
@@ -214,8 +228,8 @@ class ConsoleTransport:
         """Name this transport for logs and status."""
         return "console:"
 
-    def send(self, mail: EmailMessage) -> str:
-        sys.stdout.write(mail.as_string() + "\n")
+    def send(self, mail: "Mail") -> str:
+        sys.stdout.write(mail.as_text() + "\n")
         sys.stdout.flush()
         return "printed"
 

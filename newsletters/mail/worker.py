@@ -1,20 +1,29 @@
-"""The mail worker: claim one due outbox row at a time, render, send outside the claim, mark."""
+"""The worker: each round, process the waiting signup requests, then deliver the due outbox.
+
+Signups go in batches, a transaction each (``subscriptions.processing``). Mail goes in
+batches too: one statement claims a batch, one query reads what its mails need, the mails are
+built from one prototype per set of newsletters and sent over one SMTP connection, and one
+transaction records what became of the whole batch. A round that found nothing to do waits
+for a signup's wake-up (``wakeup.Waiter``) or WORKER_POLL_SECONDS.
+"""
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from flask import Flask, current_app
 from jinja2 import TemplateError
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import DBAPIError, OperationalError
 
-from .. import db
+from .. import db, wakeup
 from ..models import OutboxMessage, OutboxState
-from . import messages, outbox, suppressions, transports
-from .messages import Unrenderable, render
+from ..subscriptions import processing
+from . import outbox, transports
+from .messages import Mail, Renderer, Unrenderable
 
 log = logging.getLogger(__name__)
 
@@ -25,127 +34,397 @@ TEMPORARY_FAILURES_IN_A_ROW = 3
 # short, so the backlog starts draining soon after the server is back.
 TRANSPORT_RETRY_CAP = timedelta(seconds=60)
 TRANSPORT_ERROR = "transport error"
+# The most mails one claim takes. Each claim takes no more than its connection has carried in
+# a row without a failure (1, 1, 2, 4, … up to this): so a relay that fails or stalls, or a
+# worker killed mid-batch, holds back or sends twice no more mails than that worker had just
+# sent fine. A hundred make the two transactions of a batch a small part of its time.
+MAX_BATCH = 100
+# A running worker's time for each part of a round before it turns to the other, so a flood
+# of signups cannot hold mail back, nor a backlog of mail the signups. --once drains both.
+ROUND_SECONDS = 1.0
+# Claims ahead (see Delivery._claim_ahead): once the connection carried this many mails in a
+# row, and for a batch that will be sent within this many seconds.
+AHEAD_AFTER = 16
+AHEAD_SECONDS = 5.0
+# Times a batch of signups is tried again at once after a deadlock or serialization failure
+# with another worker, before the round gives up and waits.
+CONFLICT_RETRIES = 3
 
 
-def deliver_due(transport, report: Callable[[str], None] = log.info) -> Counter:
-    """Send every message due now, one at a time; return counts by outcome.
+def render(renderer: Renderer, message: OutboxMessage) -> Mail:
+    """Build the mail of ``message`` from what ``renderer`` read for its batch."""
+    return renderer.render(message)
 
-    Outcomes: ``sent``; ``failed`` (refused for good); ``dead`` (given up); ``retry`` (due
-    again later, attempt counted); ``transport error`` (the server could not be used: the
-    message went back uncounted, and this round ends).
+
+def process_signups(report: Callable[[str], None] = log.info, budget: float | None = None) -> int:
+    """Process waiting signup requests, a batch per transaction, until none waits; return how many.
+
+    With ``budget``, stop after the batch that spends that many seconds. A database error
+    rolls the batch back and is raised, but a deadlock or serialization failure with another
+    worker first tries that batch again a few times.
     """
     session = db.session()
-    outcome: Counter = Counter()
-    parked = outbox.park_expired(session)
-    session.commit()
-    if parked:
-        outcome["dead"] += parked
-        report(f"outbox: {parked} messages waited too long and are now dead")
-    temporary_in_a_row = 0
-    while True:
-        # One message per claim, so each lease covers one send, which the SMTP timeout bounds:
-        # it cannot run out while earlier messages of a batch go out, and a killed worker
-        # strands one row, not a batch, until its lease ends. Renewing a batch's leases would
-        # cost the same write per message, with more ways to get it wrong.
-        claimed = outbox.claim_due(session, limit=1)
-        session.commit()
-        if not claimed:
-            return outcome
-        [message] = claimed
+    began = time.monotonic()
+    done = batches = conflicts = 0
+    while budget is None or time.monotonic() - began < budget:
         try:
-            result, server_failed = _deliver(session, transport, message, report)
-        except transports.TransportFailure as exc:
-            outbox.release(session, message)
-            status = outbox.transport_failed(session, transport.describe(), str(exc))
+            processed = processing.process_due(session)
             session.commit()
+        except DBAPIError as exc:
+            session.rollback()
+            if _conflict(exc) and conflicts < CONFLICT_RETRIES:
+                conflicts += 1
+                continue
+            raise
+        if not processed:
+            break
+        done += processed
+        batches += 1
+    if done:
+        report(
+            f"signups: {done} requests processed in {time.monotonic() - began:.2f} s "
+            f"({batches} batches)"
+        )
+    return done
+
+
+def _conflict(exc: DBAPIError) -> bool:
+    # PostgreSQL's serialization_failure and deadlock_detected: the same work succeeds again.
+    return getattr(exc.orig, "sqlstate", None) in ("40001", "40P01")
+
+
+class Delivery:
+    """Deliver the outbox through one transport, a batch of messages at a time."""
+
+    def __init__(self, transport, report: Callable[[str], None] = log.info):
+        self.transport = transport
+        self.report = report
+        # Mails the open connection carried in a row without a failure: a claim takes no more.
+        self.streak = 0
+        # Whether the last round stopped at its time budget, with due mail perhaps left.
+        self.cut_short = False
+        # The round's counts by outcome, its temporary failures in a row, and whether it
+        # recorded that the transport works.
+        self.outcome: Counter = Counter()
+        self.temporary_in_a_row = 0
+        self.worked = False
+        # The last batch's sending time per mail, and whether a second session may claim
+        # beside the first (not on an in-memory SQLite database: each would have its own).
+        self.seconds_per_mail = float("inf")
+        url = db.engine().url
+        self.ahead_possible = url.get_backend_name() != "sqlite" or url.database not in (
+            None,
+            "",
+            ":memory:",
+        )
+
+    def close(self) -> None:
+        """Close the connection; the next one starts again from batches of one."""
+        self.transport.close()
+        self.streak = 0
+
+    def deliver_due(self, budget: float | None = None) -> Counter:
+        """Send the messages due now, batch after batch; return counts by outcome.
+
+        Outcomes: ``sent``; ``failed`` (refused for good); ``dead`` (given up); ``retry`` (due
+        again later, attempt counted); ``transport error`` (the server could not be used: the
+        messages went back uncounted, and this round ends). With ``budget``, no batch is
+        claimed after that many seconds.
+        """
+        session = db.session()
+        self.outcome: Counter = Counter()
+        self.temporary_in_a_row = 0
+        self.worked = False
+        self.cut_short = False
+        prototypes: dict = {}
+        began = time.monotonic()
+        parked = outbox.park_expired(session)
+        session.commit()
+        if parked:
+            self.outcome["dead"] += parked
+            self.report(f"outbox: {parked} messages waited too long and are now dead")
+        going, ahead, unsent = True, None, None
+        claim = self._claim(session, self._size(), prototypes)
+        try:
+            while claim is not None:
+                ahead = self._claim_ahead(claim, prototypes)
+                started = time.monotonic()
+                going = _Batch(self, claim).send()
+                self.seconds_per_mail = (time.monotonic() - started) / len(claim.rows)
+                unsent, ahead = (ahead.result() if ahead else None), None
+                if budget is not None and time.monotonic() - began >= budget:
+                    self.cut_short = going
+                    going = False
+                if not going:
+                    break
+                claim, unsent = unsent or self._claim(session, self._size(), prototypes), None
+        finally:
+            # A claim made ahead for a round that ends (the server failing, the budget spent,
+            # an interrupt) goes back at once rather than waiting for its lease.
+            if ahead is not None:
+                unsent = ahead.result()
+            if unsent is not None:
+                outbox.release_all(session, [m.id for m in unsent.rows], unsent.held_until)
+                session.commit()
+        handled = sum(n for name, n in self.outcome.items() if name != TRANSPORT_ERROR)
+        if handled:
+            self.report(f"outbox: {handled} mails handled in {time.monotonic() - began:.2f} s")
+        return self.outcome
+
+    def _size(self, sending: int = 0) -> int:
+        # No more than the connection carried in a row (and, claimed ahead, is carrying now).
+        return max(1, min(MAX_BATCH, self.streak + sending))
+
+    def _claim(self, session, limit: int, prototypes: dict) -> "_Claim | None":
+        """Claim a batch and read what its mails need, in one transaction; None if none is due."""
+        claimed_at = time.monotonic()
+        rows = outbox.claim(session, limit=limit)
+        if not rows:
+            session.commit()
+            return None
+        # Read in the claim's transaction: one commit, and SQLite's write lock held once.
+        claim = _Claim(
+            rows,
+            claimed_at,
+            Renderer(session, rows, prototypes),
+            outbox.suppressed(session, [m.recipient for m in rows]),
+        )
+        session.commit()
+        return claim
+
+    def _claim_ahead(self, sending: "_Claim", prototypes: dict) -> "_Ahead | None":
+        """Start claiming the next batch beside this one's sending, if that is worth it.
+
+        Once the connection carried AHEAD_AFTER mails in a row, and this batch will be sent
+        within AHEAD_SECONDS at the pace of the last one: the next claim's statements then
+        cost the sending nothing, and the mails claimed early wait no longer than that.
+        """
+        pace = len(sending.rows) * self.seconds_per_mail
+        if self.streak < AHEAD_AFTER or pace > AHEAD_SECONDS or not self.ahead_possible:
+            return None
+        return _Ahead(
+            current_app._get_current_object(),
+            lambda: self._claim(db.session(), self._size(len(sending.rows)), prototypes),
+        )
+
+
+@dataclass
+class _Claim:
+    """A claimed batch: its rows (oldest first), and what was read for its mails."""
+
+    rows: list
+    claimed_at: float  # monotonic, taken before the claim: its lease ends no sooner
+    renderer: Renderer
+    suppressed: set[tuple[str, int]]
+
+    @property
+    def held_until(self) -> datetime:
+        # One statement leased them all, until the same moment.
+        return self.rows[0].locked_until
+
+
+class _Ahead:
+    """Claim a batch in a thread of its own (its own app context and session) meanwhile."""
+
+    def __init__(self, app: Flask, claim: Callable[[], "_Claim | None"]):
+        self.found: _Claim | None = None
+        self.error: BaseException | None = None
+
+        def work():
+            try:
+                with app.app_context():
+                    self.found = claim()
+            except BaseException as exc:  # handed to the thread that waits for the claim
+                self.error = exc
+
+        self.thread = threading.Thread(target=work, name="mail-worker-claim", daemon=True)
+        self.thread.start()
+
+    def result(self) -> "_Claim | None":
+        """Wait for the claim; return it, or raise what stopped it."""
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.found
+
+
+class _Batch:
+    """One claim's messages: sent one after the other, their outcomes recorded together.
+
+    The lease covers the batch's sending time: a mail starts only while at least half the
+    lease remains; when less does, what the batch did so far is recorded and the lease of the
+    rest renewed, in one transaction (``_checkpoint``). So a send may take half the lease
+    (150 s by default, five replies at the 30 s SMTP timeout) before any lease could end.
+    """
+
+    def __init__(self, delivery: Delivery, claim: _Claim):
+        self.delivery = delivery
+        self.report = delivery.report
+        self.outcome = delivery.outcome
+        self.renderer = claim.renderer
+        self.suppressed = set(claim.suppressed)
+        self.rest = list(claim.rows)
+        self.held_until: datetime = claim.held_until
+        self.half_lease = outbox.lease().total_seconds() / 2
+        self.renew_at = claim.claimed_at + self.half_lease
+        self.sent: list[int] = []
+        self.failures: list[outbox.Failure] = []
+        self.refused: list[tuple[str, int, str]] = []
+        self.transport_error: str | None = None
+
+    def send(self) -> bool:
+        """Send the batch's mails and record what became of them; tell if the round goes on."""
+        going = True
+        try:
+            while self.rest and going:
+                if time.monotonic() >= self.renew_at:
+                    self._checkpoint()
+                    continue
+                going = self._send(self.rest.pop(0))
+        finally:
+            # However the batch ends (done, the server failing, an interrupt), what was sent
+            # is recorded and what was not is given back: nothing waits for the lease.
+            self._record(release=self.rest)
+        return going
+
+    def _send(self, message: OutboxMessage) -> bool:
+        """Build and send one message, noting its outcome; tell whether the round goes on."""
+        try:
+            mail = render(self.renderer, message)
+        except (Unrenderable, ValueError) as exc:
+            # What the database holds cannot make this mail (its signup is gone, a newsletter's
+            # text cannot be a header): every attempt would fail alike until someone corrects
+            # the data, so it is parked at once, with the reason editors are shown.
+            reason = str(exc) if isinstance(exc, Unrenderable) else f"{type(exc).__name__}: {exc}"
+            log.warning("outbox %s: cannot be built: %s", message.id, reason)
+            self._failed(outbox.unbuilt_failure(message, reason))
+            self.report(f"outbox {message.id}: cannot be built, not sent: {reason}")
+            return self._not_the_servers_fault()
+        except TemplateError as exc:
+            # A bug in a template, which a deploy fixes: this message waits with backoff for
+            # it, and the ones behind it still go out.
+            log.exception("outbox %s: cannot render", message.id)
+            failure = outbox.failure(message, f"{type(exc).__name__}: {exc}", permanent=False)
+            self._failed(failure)
+            self.report(f"outbox {message.id}: cannot render, {_next_step(failure)}: {exc}")
+            return self._not_the_servers_fault()
+        newsletter_ids = self.renderer.newsletter_ids(message)
+        if newsletter_ids and all(
+            (message.recipient, n) in self.suppressed for n in newsletter_ids
+        ):
+            # Queued before the server refused this address: asking again would only hurt the
+            # sender's reputation.
+            error = "address suppressed: refused before"
+            self._failed(outbox.failure(message, error, permanent=True))
+            self.report(f"outbox {message.id} to {message.recipient}: suppressed, not sent")
+            return self._not_the_servers_fault()
+        transport = self.delivery.transport
+        try:
+            result = transport.send(mail)
+        except transports.TransportFailure as exc:
+            self.rest.insert(0, message)  # given back with the rest, uncounted
+            self.transport_error = str(exc)
+            self.outcome[TRANSPORT_ERROR] += 1
+            self.report(f"outbox {message.id}: put back, will retry when the mail server works")
+            return False
+        except transports.RecipientRefused as exc:
+            self.refused += [(message.recipient, n, str(exc)) for n in newsletter_ids]
+            self.suppressed |= {(message.recipient, n) for n in newsletter_ids}
+            self._failed(outbox.failure(message, str(exc), permanent=True))
+            self.report(f"outbox {message.id} to {message.recipient}: refused for good: {exc}")
+            return self._not_the_servers_fault()
+        except transports.PermanentFailure as exc:
+            self._failed(outbox.failure(message, str(exc), permanent=True))
+            self.report(f"outbox {message.id} to {message.recipient}: refused for good: {exc}")
+            return self._not_the_servers_fault()
+        except transports.TemporaryFailure as exc:
+            failure = outbox.failure(message, str(exc), permanent=False)
+            self._failed(failure)
+            self.report(f"outbox {message.id} to {message.recipient}: {_next_step(failure)}: {exc}")
+            self.delivery.streak = 0
+            self.delivery.temporary_in_a_row += 1
+            if self.delivery.temporary_in_a_row >= TEMPORARY_FAILURES_IN_A_ROW:
+                self.report(
+                    "outbox: the mail server keeps failing; the rest waits for the next round"
+                )
+                return False
+            return True
+        self.sent.append(message.id)
+        self.outcome["sent"] += 1
+        self.delivery.streak += 1
+        self.delivery.temporary_in_a_row = 0
+        shown = "".join(
+            f"\n    {name} link: {url}" for name, url in mail.links.items() if transport.shows_links
+        )
+        self.report(f"{message.kind} mail to {message.recipient} {result}{shown}")
+        return True
+
+    def _not_the_servers_fault(self) -> bool:
+        self.delivery.temporary_in_a_row = 0
+        return True
+
+    def _failed(self, failure: outbox.Failure) -> None:
+        self.failures.append(failure)
+        self.outcome[_outcome(failure)] += 1
+
+    def _write(self, session) -> None:
+        """Record the sends and failures noted since the last write, in the open transaction."""
+        outbox.mark_all_sent(session, self.sent)
+        outbox.mark_all_failed(session, self.failures, self.held_until)
+        outbox.suppress_all(session, self.refused)
+        if self.sent and not self.delivery.worked:
+            outbox.transport_worked(session, self.delivery.transport.describe())
+            self.delivery.worked = True
+        self.sent, self.failures, self.refused = [], [], []
+
+    def _checkpoint(self) -> None:
+        """Record what the batch did so far and renew the lease of the rest: one transaction."""
+        session = db.session()
+        try:
+            self._write(session)
+            held, self.held_until = outbox.renew(
+                session, [m.id for m in self.rest], self.held_until
+            )
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        # A mail whose lease ran out meanwhile (the worker stalled) is another worker's now.
+        self.rest = [m for m in self.rest if m.id in set(held)]
+        self.renew_at = time.monotonic() + self.half_lease
+
+    def _record(self, release: list[OutboxMessage]) -> None:
+        """Record the batch's outcomes and give back what it did not send: one transaction."""
+        session = db.session()
+        transport = self.delivery.transport
+        try:
+            self._write(session)
+            outbox.release_all(session, [m.id for m in release], self.held_until)
+            status = None
+            if self.transport_error is not None:
+                status = outbox.transport_failed(
+                    session, transport.describe(), self.transport_error
+                )
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        if status is not None:
             log.error(
                 "mail transport %s cannot be used (%d failures in a row): %s; "
                 "no mail goes out until it can",
                 transport.describe(),
                 status.failures,
-                exc,
+                self.transport_error,
             )
-            report(f"outbox {message.id}: put back, will retry when the mail server works")
-            outcome[TRANSPORT_ERROR] += 1
-            return outcome
-        session.commit()
-        if result == "sent" and not outcome["sent"]:
-            outbox.transport_worked(session, transport.describe())
-            session.commit()
-        outcome[result] += 1
-        temporary_in_a_row = temporary_in_a_row + 1 if server_failed else 0
-        if temporary_in_a_row >= TEMPORARY_FAILURES_IN_A_ROW:
-            report("outbox: the mail server keeps failing; the rest waits for the next round")
-            return outcome
 
 
-def _deliver(
-    session: Session, transport, message: OutboxMessage, report: Callable[[str], None]
-) -> tuple[str, bool]:
-    """Render and send one claimed message and mark it.
-
-    Return the outcome's name, and whether the server failed for a reason that may not be
-    this message's (a temporary failure).
-    """
-    try:
-        mail, links = render(session, message)
-    except (Unrenderable, ValueError) as exc:
-        # What the database holds cannot make this mail (its signup is gone, a newsletter's
-        # text cannot be a header): every attempt would fail alike until someone corrects
-        # the data, so it is parked at once, with the reason editors are shown.
-        reason = str(exc) if isinstance(exc, Unrenderable) else f"{type(exc).__name__}: {exc}"
-        log.warning("outbox %s: cannot be built: %s", message.id, reason)
-        outbox.mark_unbuilt(session, message, reason)
-        report(f"outbox {message.id}: cannot be built, not sent: {reason}")
-        return "failed", False
-    except TemplateError as exc:
-        # A bug in a template, which a deploy fixes: this message waits with backoff for
-        # it, and the ones behind it still go out.
-        log.exception("outbox %s: cannot render", message.id)
-        outbox.mark_failed(session, message, f"{type(exc).__name__}: {exc}", permanent=False)
-        report(f"outbox {message.id}: cannot render, {_next_step(message)}: {exc}")
-        return _retry_or_dead(message), False
-    newsletter_ids = messages.newsletter_ids(session, message)
-    if newsletter_ids and set(newsletter_ids) <= suppressions.suppressed(
-        session, message.recipient, newsletter_ids
-    ):
-        # Queued before the server refused this address: asking again would only hurt the
-        # sender's reputation.
-        outbox.mark_failed(session, message, "address suppressed: refused before", permanent=True)
-        report(f"outbox {message.id} to {message.recipient}: suppressed, not sent")
-        return "failed", False
-    # End the reading transaction before the network: a slow mail server must not hold
-    # database locks (on SQLite, the one write lock) while it talks.
-    session.commit()
-    try:
-        result = transport.send(mail)
-    except transports.RecipientRefused as exc:
-        suppressions.suppress(session, message.recipient, newsletter_ids, str(exc))
-        outbox.mark_failed(session, message, str(exc), permanent=True)
-        report(f"outbox {message.id} to {message.recipient}: refused for good: {exc}")
-        return "failed", False
-    except transports.PermanentFailure as exc:
-        outbox.mark_failed(session, message, str(exc), permanent=True)
-        report(f"outbox {message.id} to {message.recipient}: refused for good: {exc}")
-        return "failed", False
-    except transports.TemporaryFailure as exc:
-        outbox.mark_failed(session, message, str(exc), permanent=False)
-        report(f"outbox {message.id} to {message.recipient}: {_next_step(message)}: {exc}")
-        return _retry_or_dead(message), True
-    outbox.mark_sent(session, message)
-    shown = "".join(
-        f"\n    {name} link: {url}" for name, url in links.items() if transport.shows_links
-    )
-    report(f"{message.kind} mail to {message.recipient} {result}{shown}")
-    return "sent", False
+def _outcome(failure: outbox.Failure) -> str:
+    return {OutboxState.FAILED: "failed", OutboxState.DEAD: "dead"}.get(failure.state, "retry")
 
 
-def _retry_or_dead(message: OutboxMessage) -> str:
-    return "dead" if message.state == OutboxState.DEAD else "retry"
-
-
-def _next_step(message: OutboxMessage) -> str:
-    if message.state == OutboxState.DEAD:
+def _next_step(failure: outbox.Failure) -> str:
+    if failure.state == OutboxState.DEAD:
         return "given up (dead)"
     return "will retry"
 
@@ -155,39 +434,65 @@ def run(
     report: Callable[[str], None] = log.info,
     stop: threading.Event | None = None,
 ) -> Counter:
-    """Deliver the outbox: drain it and return (``once``), or poll until ``stop`` is set.
+    """Process signups and deliver the outbox: drain both and return (``once``), or until ``stop``.
 
-    While the mail server cannot be used at all, the pause between rounds doubles from the
-    poll interval up to a minute, instead of knocking every poll.
+    Each round processes the waiting signup requests, then delivers the due mail; a round that
+    found nothing to do waits for a signup's wake-up or WORKER_POLL_SECONDS. A database error
+    ends that part of the round (rolled back, tried again next round), never the worker.
+    While the mail server cannot be used at all, delivery pauses between attempts for a time
+    that doubles from the poll interval up to a minute, while signups are still processed.
+    Returns the mail's counts by outcome (see ``Delivery.deliver_due``).
     """
     stop = stop or threading.Event()
-    transport = transports.from_url(current_app.config["MAIL_URL"])
-    poll = current_app.config["WORKER_POLL_SECONDS"]
+    app = current_app._get_current_object()
+    poll = app.config["WORKER_POLL_SECONDS"]
+    delivery = Delivery(transports.from_url(app.config["MAIL_URL"]), report)
+    waiter = wakeup.Waiter(app)
+    budget = None if once else ROUND_SECONDS
     total: Counter = Counter()
     transport_failures = 0
+    mail_after = 0.0  # monotonic: no attempt at a mail server that cannot be used before
     try:
         while not stop.is_set():
-            pause = poll
+            busy = False
             try:
-                outcome = deliver_due(transport, report)
-            except OperationalError as exc:
-                db.session().rollback()
-                report(f"database unavailable, retrying in {poll}s: {exc.orig}")
-            else:
-                total += outcome
-                if outcome[TRANSPORT_ERROR]:
-                    transport_failures += 1
-                    pause = max(poll, _transport_pause(transport_failures))
+                busy = process_signups(report, budget) > 0
+            except DBAPIError as exc:
+                _database_error(exc, poll, report)
+            if time.monotonic() >= mail_after:
+                try:
+                    outcome = delivery.deliver_due(budget)
+                except DBAPIError as exc:
+                    _database_error(exc, poll, report)
+                    delivery.close()
                 else:
-                    transport_failures = 0
-            finally:
-                transport.close()
+                    total += outcome
+                    busy = busy or delivery.cut_short
+                    if outcome[TRANSPORT_ERROR]:
+                        transport_failures += 1
+                        pause = max(poll, _transport_pause(transport_failures))
+                        mail_after = time.monotonic() + pause
+                    else:
+                        transport_failures = 0
             if once:
                 break
-            stop.wait(pause)
+            if not busy:
+                # A server drops an idle connection anyway; the next mail opens a new one.
+                delivery.close()
+                waiter.wait(poll)
     finally:
-        transport.close()
+        delivery.close()
+        waiter.close()
     return total
+
+
+def _database_error(exc: DBAPIError, poll: float, report: Callable[[str], None]) -> None:
+    db.session().rollback()
+    if isinstance(exc, OperationalError) and not _conflict(exc):
+        report(f"database unavailable, retrying in {poll}s: {exc.orig}")
+    else:
+        log.error("database error, retrying in %ss: %s", poll, exc.orig)
+        report(f"database error, retrying in {poll}s: {exc.orig}")
 
 
 def _transport_pause(failures: int) -> float:
