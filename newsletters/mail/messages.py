@@ -8,6 +8,7 @@ gives the very bytes building the mail from scratch would (``_Prototype``); the 
 are built from scratch.
 """
 
+import functools
 import io
 import re
 import secrets
@@ -23,6 +24,7 @@ from email.utils import format_datetime
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app, render_template
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from .. import catalogue, tokens
@@ -53,7 +55,7 @@ class Unrenderable(Exception):
     """The outbox row cannot be built into a mail: what it refers to is gone, or is bad."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Mail:
     """A built mail: its envelope and its bytes as SMTP carries them (CRLF line ends)."""
 
@@ -81,16 +83,10 @@ class Renderer:
     ):
         # token id -> (purpose, salt, key id, digest), and the newsletters it confirms
         self.tokens, self.newsletters_of = _tokens(session, [_token_id(row) for row in rows])
-        wanted = {n for listed in self.newsletters_of.values() for n in listed}
-        # Read afresh: a long-lived worker's session may hold a newsletter edited since.
-        self.newsletters = {
-            n.id: n
-            for n in session.scalars(
-                sa.select(Newsletter)
-                .where(Newsletter.id.in_(wanted))
-                .execution_options(populate_existing=True)
-            )
-        }
+        wanted = sorted({n for listed in self.newsletters_of.values() for n in listed})
+        # Plain rows, read for each batch: a newsletter edited meanwhile is seen at once.
+        query = _queries(session.get_bind().dialect.name)[1]
+        self.newsletters = {n.id: n for n in session.execute(query, {"ids": wanted})}
         self.derive = tokens.deriver()
         self.sender = sender()
         self.envelope_sender = self.sender.addr_spec
@@ -216,6 +212,7 @@ class _Prototype:
                 self.segments.append((match.lastgroup, _split_points(match.group())))
                 done = match.end()
             self.segments.append(data[done:])
+            self.slots = [i for i, part in enumerate(self.segments) if isinstance(part, tuple)]
 
     def fits(self, headers: dict[str, str]) -> bool:
         """Tell whether ``headers`` put into the prototype give what composing them gives."""
@@ -230,18 +227,17 @@ class _Prototype:
 
     def fill(self, values: dict[str, str]) -> bytes:
         """Return the prototype's bytes with ``values`` in place of its stand-ins."""
-        out = []
-        for segment in self.segments:
-            if isinstance(segment, bytes):
-                out.append(segment)
-                continue
-            name, breaks = segment
+        parts = list(self.segments)
+        for at in self.slots:
+            name, breaks = parts[at]
             value = values[name].encode()
             if breaks:
-                ends = (*breaks, len(value))
-                value = b"=\r\n".join(value[a:b] for a, b in zip((0, *breaks), ends, strict=True))
-            out.append(value)
-        return b"".join(out)
+                starts = (0, *breaks)
+                value = b"=\r\n".join(
+                    value[a:b] for a, b in zip(starts, (*breaks, None), strict=True)
+                )
+            parts[at] = value
+        return b"".join(parts)
 
 
 def _split_points(found: bytes) -> tuple[int, ...]:
@@ -313,7 +309,32 @@ def newsletter_ids(session: Session, message: OutboxMessage) -> list[int]:
 
 def _tokens(session: Session, token_ids: list) -> tuple[dict, dict[int, list[int]]]:
     """Read tokens and the newsletters each confirms, in subscription order."""
-    found = session.execute(
+    query = _queries(session.get_bind().dialect.name)[0]
+    found = session.execute(query, {"ids": sorted({t for t in token_ids if t is not None})})
+    by_id, newsletters_of = {}, {}
+    for token_id, purpose, salt, key_id, digest, newsletter_id in found:
+        by_id[token_id] = (purpose, salt, key_id, digest)
+        listed = newsletters_of.setdefault(token_id, [])
+        if newsletter_id is not None:
+            listed.append(newsletter_id)
+    return by_id, newsletters_of
+
+
+def among(dialect: str, column, name: str) -> sa.ColumnElement[bool]:
+    """Return ``column IN :name``, a batch's worth of values bound as ``name``.
+
+    On PostgreSQL as ``= ANY(:name)``, one array: SQLAlchemy would render a placeholder per
+    value of a list, for each statement anew, which costs more than the query itself.
+    """
+    if dialect == "postgresql":
+        return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(column.type)))
+    return column.in_(sa.bindparam(name, expanding=True))
+
+
+@functools.cache
+def _queries(dialect: str) -> tuple[sa.Select, sa.Select]:
+    """Return the queries of a batch's tokens and of their newsletters, built once."""
+    tokens_query = (
         sa.select(
             Token.id,
             Token.purpose,
@@ -325,16 +346,12 @@ def _tokens(session: Session, token_ids: list) -> tuple[dict, dict[int, list[int
         .select_from(Token)
         .outerjoin(token_subscription, token_subscription.c.token_id == Token.id)
         .outerjoin(Subscription, Subscription.id == token_subscription.c.subscription_id)
-        .where(Token.id.in_(sorted({t for t in token_ids if t is not None})))
+        .where(among(dialect, Token.__table__.c.id, "ids"))
         .order_by(Token.id, Subscription.id)
     )
-    by_id, newsletters_of = {}, {}
-    for token_id, purpose, salt, key_id, digest, newsletter_id in found:
-        by_id[token_id] = (purpose, salt, key_id, digest)
-        listed = newsletters_of.setdefault(token_id, [])
-        if newsletter_id is not None:
-            listed.append(newsletter_id)
-    return by_id, newsletters_of
+    newsletters = Newsletter.__table__
+    newsletters_query = sa.select(newsletters).where(among(dialect, newsletters.c.id, "ids"))
+    return tokens_query, newsletters_query
 
 
 def message_id(message: OutboxMessage, domain: str | None = None) -> str:

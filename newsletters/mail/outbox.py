@@ -7,6 +7,7 @@ and dead rows stay until an operator retries them (``retry``) or they are erased
 address.
 """
 
+import functools
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -51,6 +52,21 @@ def enqueue(session: Session, kind: str, recipient: str, payload: dict) -> Outbo
     return message
 
 
+OUTBOX = OutboxMessage.__table__
+# What a worker reads of the rows it claims.
+CLAIMED_COLUMNS = (
+    "id",
+    "kind",
+    "recipient",
+    "payload",
+    "message_id",
+    "attempts",
+    "next_attempt_at",
+    "locked_until",
+    "queued_at",
+)
+
+
 def claim(session: Session, limit: int) -> list[sa.Row]:
     """Lease up to ``limit`` due messages to this worker, in one statement; the caller commits.
 
@@ -58,53 +74,98 @@ def claim(session: Session, limit: int) -> list[sa.Row]:
     LOCKED, so parallel workers take different rows; on SQLite, where writers are serialised,
     the same statement is safe as it is. Each claimed row carries the lease (``locked_until``,
     OUTBOX_LEASE_SECONDS from now), and the claim counts an attempt; ``release_all`` takes it
-    back. Returns the rows as written (plain rows: the worker needs no ORM objects, which
-    would cost more than the rest of a claim), oldest due first.
+    back. Returns the rows as written, with the columns a worker needs (plain rows: ORM
+    objects would cost more than the rest of a claim), oldest due first.
     """
-    table = OutboxMessage.__table__
+    now = utcnow()
     rows = session.execute(
-        _claiming(limit).returning(*table.c),
-        execution_options={"synchronize_session": False},
+        _statements(_dialect(session)).claim,
+        {"now": now, "lease_until": now + lease(), "limit": limit},
     ).all()
     return sorted(rows, key=lambda m: (m.next_attempt_at, m.id))
 
 
 def claim_due(session: Session, limit: int = 1) -> list[OutboxMessage]:
     """Lease up to ``limit`` due messages as ``claim`` does; return them as ORM objects."""
-    claimed = session.scalars(
-        _claiming(limit).returning(OutboxMessage),
-        # The session may hold these rows from before the claim (a long-lived worker's, or
-        # the one that enqueued them): load the attempts and lease just written.
-        execution_options={"populate_existing": True, "synchronize_session": False},
-    ).all()
-    return sorted(claimed, key=lambda m: (m.next_attempt_at, m.id))
-
-
-def _claiming(limit: int) -> sa.Update:
-    now = utcnow()
-    free = sa.or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < now)
-    due = (
-        sa.select(OutboxMessage.id)
-        .where(
-            OutboxMessage.state == OutboxState.PENDING, OutboxMessage.next_attempt_at <= now, free
+    ids = [row.id for row in claim(session, limit)]
+    return list(
+        session.scalars(
+            sa.select(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids))
+            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+            # The session may hold these rows from before the claim (a long-lived worker's,
+            # or the one that enqueued them): load the attempts and lease just written.
+            .execution_options(populate_existing=True)
         )
-        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
-        .limit(limit)
+    )
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The statements a worker runs for every batch: built once per database dialect."""
+
+    claim: sa.Update
+    renew: sa.Update
+    release: sa.Update
+    sent: sa.Update
+    suppressed: sa.Select
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    c = OUTBOX.c
+    free = sa.or_(c.locked_until.is_(None), c.locked_until < sa.bindparam("now"))
+    due = (
+        sa.select(c.id)
+        .where(c.state == OutboxState.PENDING, c.next_attempt_at <= sa.bindparam("now"), free)
+        # In the order of the index on (state, next_attempt_at), so the claim reads its rows
+        # and stops: a tie-break on id would sort every due row first (all of a backlog).
+        .order_by(c.next_attempt_at)
+        .limit(sa.bindparam("limit"))
         .with_for_update(skip_locked=True)
         # Evaluated once, as a CTE: a LIMIT inside IN (…) may otherwise be run again by
         # PostgreSQL for each row it compares, each run locking and leasing more rows.
         .cte("due")
         .prefix_with("MATERIALIZED", dialect="postgresql")
     )
-    # The rows are updated by id alone: the conditions were checked as they were locked (on
-    # PostgreSQL a row changed meanwhile is checked again, on its new version), or, on
-    # SQLite, in this same statement. Repeated here they would lead SQLite to scan every
-    # pending row of the index instead of looking up a hundred ids.
-    return (
-        sa.update(OutboxMessage)
-        .where(OutboxMessage.id.in_(sa.select(due.c.id)))
-        .values(locked_until=now + lease(), attempts=OutboxMessage.attempts + 1)
+    # Held: still leased until the moment this worker's claim or last renewal wrote.
+    held = (
+        messages.among(dialect, c.id, "ids"),
+        c.state == OutboxState.PENDING,
+        c.locked_until == sa.bindparam("held_until"),
     )
+    return _Statements(
+        # The rows are updated by id alone: the conditions were checked as they were locked
+        # (on PostgreSQL a row changed meanwhile is checked again, on its new version), or,
+        # on SQLite, in this same statement. Repeated here they would lead SQLite to scan
+        # every pending row of the index instead of looking up a hundred ids.
+        claim=sa.update(OUTBOX)
+        .where(c.id.in_(sa.select(due.c.id)))
+        .values(locked_until=sa.bindparam("lease_until"), attempts=c.attempts + 1)
+        .returning(*(c[name] for name in CLAIMED_COLUMNS)),
+        renew=sa.update(OUTBOX)
+        .where(*held)
+        .values(locked_until=sa.bindparam("until"))
+        .returning(c.id),
+        release=sa.update(OUTBOX)
+        .where(*held)
+        .values(locked_until=None, attempts=sa.case((c.attempts > 0, c.attempts - 1), else_=0)),
+        sent=sa.update(OUTBOX)
+        .where(messages.among(dialect, c.id, "ids"))
+        .values(
+            state=OutboxState.SENT,
+            sent_at=sa.bindparam("now"),
+            locked_until=None,
+            last_error=None,
+        ),
+        suppressed=sa.select(Suppression.email, Suppression.newsletter_id).where(
+            messages.among(dialect, Suppression.__table__.c.email, "emails")
+        ),
+    )
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
 
 
 def lease() -> timedelta:
@@ -121,15 +182,8 @@ def renew(session: Session, ids: list[int], held_until: datetime) -> tuple[list[
     """
     until = utcnow() + lease()
     held = session.scalars(
-        sa.update(OutboxMessage)
-        .where(
-            OutboxMessage.id.in_(ids),
-            OutboxMessage.state == OutboxState.PENDING,
-            OutboxMessage.locked_until == held_until,
-        )
-        .values(locked_until=until)
-        .returning(OutboxMessage.id)
-        .execution_options(synchronize_session=False)
+        _statements(_dialect(session)).renew,
+        {"ids": list(ids), "held_until": held_until, "until": until},
     ).all()
     return sorted(held), until
 
@@ -144,17 +198,7 @@ def release_all(session: Session, ids: list[int], held_until: datetime) -> None:
     """Give back the claimed messages ``ids`` still held: due as before, the attempt uncounted."""
     if ids:
         session.execute(
-            sa.update(OutboxMessage)
-            .where(
-                OutboxMessage.id.in_(ids),
-                OutboxMessage.state == OutboxState.PENDING,
-                OutboxMessage.locked_until == held_until,
-            )
-            .values(
-                locked_until=None,
-                attempts=sa.case((OutboxMessage.attempts > 0, OutboxMessage.attempts - 1), else_=0),
-            )
-            .execution_options(synchronize_session=False)
+            _statements(_dialect(session)).release, {"ids": list(ids), "held_until": held_until}
         )
 
 
@@ -172,12 +216,7 @@ def mark_all_sent(session: Session, ids: list[int]) -> None:
     Whoever holds their lease now: a mail the server took is sent, whatever happens next.
     """
     if ids:
-        session.execute(
-            sa.update(OutboxMessage)
-            .where(OutboxMessage.id.in_(ids))
-            .values(state=OutboxState.SENT, sent_at=utcnow(), locked_until=None, last_error=None)
-            .execution_options(synchronize_session=False)
-        )
+        session.execute(_statements(_dialect(session)).sent, {"ids": list(ids), "now": utcnow()})
 
 
 @dataclass(frozen=True)
@@ -253,9 +292,7 @@ def suppressed(session: Session, emails: Iterable[str]) -> set[tuple[str, int]]:
     emails = sorted(set(emails))
     if not emails:
         return set()
-    rows = session.execute(
-        sa.select(Suppression.email, Suppression.newsletter_id).where(Suppression.email.in_(emails))
-    )
+    rows = session.execute(_statements(_dialect(session)).suppressed, {"emails": emails})
     return {(email, newsletter_id) for email, newsletter_id in rows}
 
 

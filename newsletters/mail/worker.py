@@ -1,10 +1,11 @@
 """The worker: each round, process the waiting signup requests, then deliver the due outbox.
 
 Signups go in batches, a transaction each (``subscriptions.processing``). Mail goes in
-batches too: one statement claims a batch, one query reads what its mails need, the mails are
-built from one prototype per set of newsletters and sent over one SMTP connection, and one
-transaction records what became of the whole batch. A round that found nothing to do waits
-for a signup's wake-up (``wakeup.Waiter``) or WORKER_POLL_SECONDS.
+batches too: one statement claims a batch, three queries read what its mails need (tokens,
+newsletters, suppressions), the mails are built from one prototype per set of newsletters and
+sent over one SMTP connection, and one transaction records what became of the whole batch.
+A round that found nothing to do waits for a signup's wake-up (``wakeup.Waiter``) or
+WORKER_POLL_SECONDS.
 """
 
 import logging
@@ -19,7 +20,7 @@ from flask import Flask, current_app
 from jinja2 import TemplateError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from .. import db, wakeup
+from .. import db
 from ..models import OutboxMessage, OutboxState
 from ..subscriptions import processing
 from . import outbox, transports
@@ -36,16 +37,16 @@ TRANSPORT_RETRY_CAP = timedelta(seconds=60)
 TRANSPORT_ERROR = "transport error"
 # The most mails one claim takes. Each claim takes no more than its connection has carried in
 # a row without a failure (1, 1, 2, 4, … up to this): so a relay that fails or stalls, or a
-# worker killed mid-batch, holds back or sends twice no more mails than that worker had just
-# sent fine. A hundred make the two transactions of a batch a small part of its time.
-MAX_BATCH = 100
+# worker killed mid-batch, holds back no more mails than that worker had just sent fine.
+# A batch's statements cost per batch as much as per mail (bench/RESULTS.md: on PostgreSQL
+# 315 µs a mail in batches of 100, 178 in batches of 300): 400 make them a small part.
+MAX_BATCH = 400
+# What a batch sent is recorded at least this often (``_Batch._checkpoint``): a worker killed
+# mid-batch sends again, with the same Message-IDs, no more than about a second's mails.
+CHECKPOINT_SECONDS = 1.0
 # A running worker's time for each part of a round before it turns to the other, so a flood
 # of signups cannot hold mail back, nor a backlog of mail the signups. --once drains both.
 ROUND_SECONDS = 1.0
-# Claims ahead (see Delivery._claim_ahead): once the connection carried this many mails in a
-# row, and for a batch that will be sent within this many seconds.
-AHEAD_AFTER = 16
-AHEAD_SECONDS = 5.0
 # Times a batch of signups is tried again at once after a deadlock or serialization failure
 # with another worker, before the round gives up and waits.
 CONFLICT_RETRIES = 3
@@ -108,15 +109,6 @@ class Delivery:
         self.outcome: Counter = Counter()
         self.temporary_in_a_row = 0
         self.worked = False
-        # The last batch's sending time per mail, and whether a second session may claim
-        # beside the first (not on an in-memory SQLite database: each would have its own).
-        self.seconds_per_mail = float("inf")
-        url = db.engine().url
-        self.ahead_possible = url.get_backend_name() != "sqlite" or url.database not in (
-            None,
-            "",
-            ":memory:",
-        )
 
     def close(self) -> None:
         """Close the connection; the next one starts again from batches of one."""
@@ -143,37 +135,23 @@ class Delivery:
         if parked:
             self.outcome["dead"] += parked
             self.report(f"outbox: {parked} messages waited too long and are now dead")
-        going, ahead, unsent = True, None, None
         claim = self._claim(session, self._size(), prototypes)
-        try:
-            while claim is not None:
-                ahead = self._claim_ahead(claim, prototypes)
-                started = time.monotonic()
-                going = _Batch(self, claim).send()
-                self.seconds_per_mail = (time.monotonic() - started) / len(claim.rows)
-                unsent, ahead = (ahead.result() if ahead else None), None
-                if budget is not None and time.monotonic() - began >= budget:
-                    self.cut_short = going
-                    going = False
-                if not going:
-                    break
-                claim, unsent = unsent or self._claim(session, self._size(), prototypes), None
-        finally:
-            # A claim made ahead for a round that ends (the server failing, the budget spent,
-            # an interrupt) goes back at once rather than waiting for its lease.
-            if ahead is not None:
-                unsent = ahead.result()
-            if unsent is not None:
-                outbox.release_all(session, [m.id for m in unsent.rows], unsent.held_until)
-                session.commit()
+        while claim is not None:
+            going = _Batch(self, claim).send()
+            if not going:
+                break
+            if budget is not None and time.monotonic() - began >= budget:
+                self.cut_short = True
+                break
+            claim = self._claim(session, self._size(), prototypes)
         handled = sum(n for name, n in self.outcome.items() if name != TRANSPORT_ERROR)
         if handled:
             self.report(f"outbox: {handled} mails handled in {time.monotonic() - began:.2f} s")
         return self.outcome
 
-    def _size(self, sending: int = 0) -> int:
-        # No more than the connection carried in a row (and, claimed ahead, is carrying now).
-        return max(1, min(MAX_BATCH, self.streak + sending))
+    def _size(self) -> int:
+        # No more than the connection carried in a row: 1, 1, 2, 4, … up to MAX_BATCH.
+        return max(1, min(MAX_BATCH, self.streak))
 
     def _claim(self, session, limit: int, prototypes: dict) -> "_Claim | None":
         """Claim a batch and read what its mails need, in one transaction; None if none is due."""
@@ -192,21 +170,6 @@ class Delivery:
         session.commit()
         return claim
 
-    def _claim_ahead(self, sending: "_Claim", prototypes: dict) -> "_Ahead | None":
-        """Start claiming the next batch beside this one's sending, if that is worth it.
-
-        Once the connection carried AHEAD_AFTER mails in a row, and this batch will be sent
-        within AHEAD_SECONDS at the pace of the last one: the next claim's statements then
-        cost the sending nothing, and the mails claimed early wait no longer than that.
-        """
-        pace = len(sending.rows) * self.seconds_per_mail
-        if self.streak < AHEAD_AFTER or pace > AHEAD_SECONDS or not self.ahead_possible:
-            return None
-        return _Ahead(
-            current_app._get_current_object(),
-            lambda: self._claim(db.session(), self._size(len(sending.rows)), prototypes),
-        )
-
 
 @dataclass
 class _Claim:
@@ -223,31 +186,6 @@ class _Claim:
         return self.rows[0].locked_until
 
 
-class _Ahead:
-    """Claim a batch in a thread of its own (its own app context and session) meanwhile."""
-
-    def __init__(self, app: Flask, claim: Callable[[], "_Claim | None"]):
-        self.found: _Claim | None = None
-        self.error: BaseException | None = None
-
-        def work():
-            try:
-                with app.app_context():
-                    self.found = claim()
-            except BaseException as exc:  # handed to the thread that waits for the claim
-                self.error = exc
-
-        self.thread = threading.Thread(target=work, name="mail-worker-claim", daemon=True)
-        self.thread.start()
-
-    def result(self) -> "_Claim | None":
-        """Wait for the claim; return it, or raise what stopped it."""
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-        return self.found
-
-
 class _Batch:
     """One claim's messages: sent one after the other, their outcomes recorded together.
 
@@ -255,6 +193,7 @@ class _Batch:
     lease remains; when less does, what the batch did so far is recorded and the lease of the
     rest renewed, in one transaction (``_checkpoint``). So a send may take half the lease
     (150 s by default, five replies at the 30 s SMTP timeout) before any lease could end.
+    A checkpoint also comes every CHECKPOINT_SECONDS, renewing nothing while the lease is young.
     """
 
     def __init__(self, delivery: Delivery, claim: _Claim):
@@ -267,7 +206,9 @@ class _Batch:
         self.held_until: datetime = claim.held_until
         self.half_lease = outbox.lease().total_seconds() / 2
         self.renew_at = claim.claimed_at + self.half_lease
+        self.checkpoint_at = time.monotonic() + CHECKPOINT_SECONDS
         self.sent: list[int] = []
+        self.reported: list[str] = []
         self.failures: list[outbox.Failure] = []
         self.refused: list[tuple[str, int, str]] = []
         self.transport_error: str | None = None
@@ -277,8 +218,9 @@ class _Batch:
         going = True
         try:
             while self.rest and going:
-                if time.monotonic() >= self.renew_at:
-                    self._checkpoint()
+                now = time.monotonic()
+                if now >= self.checkpoint_at or now >= self.renew_at:
+                    self._checkpoint(renew=now >= self.renew_at)
                     continue
                 going = self._send(self.rest.pop(0))
         finally:
@@ -356,7 +298,7 @@ class _Batch:
         shown = "".join(
             f"\n    {name} link: {url}" for name, url in mail.links.items() if transport.shows_links
         )
-        self.report(f"{message.kind} mail to {message.recipient} {result}{shown}")
+        self.reported.append(f"{message.kind} mail to {message.recipient} {result}{shown}")
         return True
 
     def _not_the_servers_fault(self) -> bool:
@@ -369,6 +311,11 @@ class _Batch:
 
     def _write(self, session) -> None:
         """Record the sends and failures noted since the last write, in the open transaction."""
+        if self.reported:
+            # One report for the mails sent since the last write (at most a second's): a
+            # line each, but one write to the log instead of one per mail.
+            self.report("\n".join(self.reported))
+            self.reported = []
         outbox.mark_all_sent(session, self.sent)
         outbox.mark_all_failed(session, self.failures, self.held_until)
         outbox.suppress_all(session, self.refused)
@@ -377,21 +324,24 @@ class _Batch:
             self.delivery.worked = True
         self.sent, self.failures, self.refused = [], [], []
 
-    def _checkpoint(self) -> None:
-        """Record what the batch did so far and renew the lease of the rest: one transaction."""
+    def _checkpoint(self, renew: bool) -> None:
+        """Record what the batch did so far, and renew the lease of the rest: one transaction."""
         session = db.session()
         try:
             self._write(session)
-            held, self.held_until = outbox.renew(
-                session, [m.id for m in self.rest], self.held_until
-            )
+            if renew:
+                held, self.held_until = outbox.renew(
+                    session, [m.id for m in self.rest], self.held_until
+                )
             session.commit()
         except BaseException:
             session.rollback()
             raise
-        # A mail whose lease ran out meanwhile (the worker stalled) is another worker's now.
-        self.rest = [m for m in self.rest if m.id in set(held)]
-        self.renew_at = time.monotonic() + self.half_lease
+        if renew:
+            # A mail whose lease ran out meanwhile (the worker stalled) is another's now.
+            self.rest = [m for m in self.rest if m.id in set(held)]
+            self.renew_at = time.monotonic() + self.half_lease
+        self.checkpoint_at = time.monotonic() + CHECKPOINT_SECONDS
 
     def _record(self, release: list[OutboxMessage]) -> None:
         """Record the batch's outcomes and give back what it did not send: one transaction."""
@@ -447,6 +397,10 @@ def run(
     app = current_app._get_current_object()
     poll = app.config["WORKER_POLL_SECONDS"]
     delivery = Delivery(transports.from_url(app.config["MAIL_URL"]), report)
+    # Imported here: it imports psycopg, which every other command the CLI module serves
+    # (an export, an import on SQLite) would otherwise load at start for nothing.
+    from .. import wakeup
+
     waiter = wakeup.Waiter(app)
     budget = None if once else ROUND_SECONDS
     total: Counter = Counter()

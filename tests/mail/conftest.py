@@ -22,6 +22,13 @@ SCRIPT = Path(sysconfig.get_path("scripts")) / "newsletters"
 PASSWORD = "right-password"
 
 
+def stopped(timeout: float) -> None:
+    """Wait for the worker threads (``start_in_thread``) to end: none may outlive its test."""
+    for thread in threading.enumerate():
+        if thread.name == "mail-worker":
+            thread.join(timeout)
+
+
 class StoppableServer:
     """An aiosmtpd server on a fixed loopback port that a test can stop and start again."""
 

@@ -17,7 +17,7 @@ from newsletters.db import utcnow
 from newsletters.mail import worker
 from newsletters.models import OutboxMessage, OutboxState
 
-from .conftest import SCRIPT
+from .conftest import SCRIPT, stopped
 
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen:
@@ -147,6 +147,7 @@ def test_a_slow_server_lets_no_lease_run_out_under_a_mail_waiting_its_turn(
         time.sleep(0.1)
     for stop in stops:
         stop.set()
+    stopped(timeout=10)
 
     rows = outbox_rows(session)
     assert {(row.state, row.attempts) for row in rows} == {(OutboxState.SENT, 1)}
