@@ -52,7 +52,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.before_request(negotiation.refuse_undecodable_form)
     csrf.init_app(app)
 
-    from . import admin, errors, health
+    from . import admin, api, errors, health
     from .embed.views import bp as embed_bp
     from .subscriptions.preferences import bp as preferences_bp
     from .subscriptions.views import bp as subscriptions_bp
@@ -68,6 +68,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(preferences_bp)
     app.register_blueprint(health.bp)
     admin.init_app(app)
+    api.init_app(app)
     limits.init_app(app)
     errors.init_app(app)
     headers.init_app(app)

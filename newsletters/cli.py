@@ -12,7 +12,7 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 from werkzeug.serving import run_simple
 
-from . import catalogue, config, db, editors, exports, imports, migrations
+from . import apikeys, catalogue, config, db, editors, exports, imports, migrations, webhooks
 from .db import utcnow
 from .embed.snippets import snippets
 from .mail import transports, worker
@@ -44,6 +44,8 @@ def register(app: Flask) -> None:
         worker_command,
         purge,
         outbox_group,
+        apikeys.apikey_group,
+        webhooks.webhook_group,
         dev,
     ):
         app.cli.add_command(command)

@@ -50,6 +50,18 @@ DEFAULTS = {
     "OUTBOX_MAX_ATTEMPTS": 12,
     "OUTBOX_MAX_AGE_HOURS": 48,
     "WORKER_POLL_SECONDS": 0.5,
+    # The JSON API (/api/v1): requests per API key, in Flask-Limiter's notation.
+    "API_RATE_LIMIT": "120 per minute;5000 per hour",
+    # Changes and subscriptions one API page holds at most (a caller may ask for fewer).
+    "API_PAGE_SIZE": 500,
+    # How long an Idempotency-Key's answer is kept: a retry within it gets the same answer.
+    "API_IDEMPOTENCY_HOURS": 24,
+    # Webhooks: each POST's time limit; deliveries that fail in a row before the webhook is
+    # paused and its editors told; whether URLs may point at private, loopback or link-local
+    # addresses (None: refused in production, allowed in development and tests).
+    "WEBHOOK_TIMEOUT_SECONDS": 10,
+    "WEBHOOK_MAX_FAILURES": 12,
+    "WEBHOOK_ALLOW_PRIVATE": None,
     "DEMO_NEWSLETTER": True,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
@@ -69,6 +81,7 @@ TEXT_SETTINGS = (
     "SIGNUP_RATE_LIMIT",
     "LOGIN_RATE_LIMIT",
     "LOGIN_ACCOUNT_RATE_LIMIT",
+    "API_RATE_LIMIT",
 )
 
 # Where `newsletters dev` writes the URL it serves, for the commands run beside it.
@@ -99,6 +112,9 @@ def load(app: Flask, test_config: dict | None = None) -> None:
             if not app.config.get(name):
                 raise ConfigError(f"NEWSLETTERS_{name} must be set when NEWSLETTERS_ENV=production")
     _check_rate_limit_storage(app.config, production)
+    if app.config["WEBHOOK_ALLOW_PRIVATE"] is None:
+        # A webhook URL naming an internal address would let an editor's key reach it (SSRF).
+        app.config["WEBHOOK_ALLOW_PRIVATE"] = not production
     if app.config["SESSION_COOKIE_SECURE"] is None:
         # Flask's own default is False; production serves over HTTPS only.
         app.config["SESSION_COOKIE_SECURE"] = production
@@ -125,7 +141,15 @@ def load(app: Flask, test_config: dict | None = None) -> None:
     _check_mail_from(app.config["MAIL_FROM"])
     if app.config["SIGNUP_PROCESSING"] not in ("worker", "inline"):
         raise ConfigError('NEWSLETTERS_SIGNUP_PROCESSING must be "worker" or "inline"')
-    for name in ("CONFIRM_TTL_HOURS", "TRUSTED_PROXIES", "MAX_CONTENT_LENGTH", "SIGNUP_BATCH"):
+    for name in (
+        "CONFIRM_TTL_HOURS",
+        "TRUSTED_PROXIES",
+        "MAX_CONTENT_LENGTH",
+        "SIGNUP_BATCH",
+        "API_PAGE_SIZE",
+        "API_IDEMPOTENCY_HOURS",
+        "WEBHOOK_MAX_FAILURES",
+    ):
         value = app.config[name]
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ConfigError(f"NEWSLETTERS_{name} must be a whole number, got {value!r}")

@@ -241,6 +241,7 @@ class ConsentEvent(Base):
     """One change of a subscription, with who asked for it from where: the audit trail."""
 
     __tablename__ = "consent_event"
+    __table_args__ = (sa.Index("ix_consent_event_feed", "txid", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subscription_id: Mapped[int] = mapped_column(
@@ -252,6 +253,12 @@ class ConsentEvent(Base):
     user_agent: Mapped[str | None] = mapped_column(sa.String(512))
     source: Mapped[str | None] = mapped_column(sa.String(20))
     detail: Mapped[str | None] = mapped_column(sa.Text)
+    # On PostgreSQL the id of the transaction that wrote the event (its default,
+    # pg_current_xact_id(), migration 0012): the change feed orders events by (txid, id) and
+    # hands out only those of finished transactions, so a reader never skips an event that
+    # a slower transaction commits later with a smaller id. NULL on SQLite, whose writers
+    # commit one after the other, in the order of their ids.
+    txid: Mapped[int | None] = mapped_column(sa.BigInteger)
 
     subscription: Mapped[Subscription] = relationship(back_populates="events")
 
@@ -280,6 +287,10 @@ class OutboxMessage(Base):
     # age (OUTBOX_MAX_AGE_HOURS) counts from here, so a retried old row gets a fresh chance.
     queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set for a webhook delivery (kind "webhook"): whose URL it goes to; NULL for a mail.
+    webhook_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("webhook.id", ondelete="CASCADE"), index=True
+    )
 
 
 class Suppression(Base):
@@ -380,3 +391,66 @@ class ExportRecord(Base):
 
     newsletter: Mapped[Newsletter] = relationship()
     editor: Mapped[Editor | None] = relationship()
+
+
+class ApiKey(Base):
+    """A key an editor's other systems use on /api/v1: it acts as that editor, or reads only.
+
+    Only a hash of the key is stored (``digest``, SHA-256: the key is 256 random bits, so a
+    slow hash buys nothing); ``prefix`` is its first characters, shown to tell keys apart.
+    """
+
+    __tablename__ = "api_key"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    editor_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("editor.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(sa.String(100))
+    prefix: Mapped[str] = mapped_column(sa.String(16))
+    digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    read_only: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    editor: Mapped[Editor] = relationship()
+
+
+class IdempotentRequest(Base):
+    """An API request made with an ``Idempotency-Key``, and the answer it got."""
+
+    __tablename__ = "idempotent_request"
+    __table_args__ = (sa.UniqueConstraint("api_key_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    api_key_id: Mapped[int] = mapped_column(sa.ForeignKey("api_key.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(sa.String(255))
+    # SHA-256 of the method, path and body: the same key with another request is a conflict.
+    request_digest: Mapped[str] = mapped_column(sa.String(64))
+    status_code: Mapped[int] = mapped_column()
+    body: Mapped[dict] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class Webhook(Base):
+    """A URL told of every change of a newsletter's subscriptions, signed with its secret."""
+
+    __tablename__ = "webhook"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    newsletter_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("newsletter.id", ondelete="CASCADE"), index=True
+    )
+    url: Mapped[str] = mapped_column(sa.String(2000))
+    # The signing secret: kept as it is, since each delivery is signed with it.
+    secret: Mapped[str] = mapped_column(sa.String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The change feed's position up to which deliveries were queued: (txid, consent event id).
+    queued_txid: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+    queued_event_id: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Set when it kept failing: nothing more is sent until an editor resumes it.
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paused_reason: Mapped[str | None] = mapped_column(sa.Text)
+
+    newsletter: Mapped[Newsletter] = relationship()

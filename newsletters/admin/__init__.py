@@ -115,7 +115,16 @@ def done(message: str, endpoint: str, **values):
 
 def init_app(app: Flask) -> None:
     """Set up Flask-Login and register the area's blueprint with all its views."""
-    from . import auth, editors, exchange, newsletters, outbox, subscribers  # noqa: F401 - routes
+    from . import (  # noqa: F401 - routes
+        apikeys,
+        auth,
+        editors,
+        exchange,
+        newsletters,
+        outbox,
+        subscribers,
+        webhooks,
+    )
 
     login_manager.init_app(app)
     app.register_blueprint(bp)
