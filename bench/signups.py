@@ -253,7 +253,7 @@ class Phase:
     scale: str  # "small" or "large" (the product's list size)
     repeat: int
     stack: str
-    mode: str  # "unique" or "mixed"
+    mode: str  # "unique", "mixed" or "paused" (new addresses, the mail worker stopped)
     tag: str
     seconds: float = 0.0
     ok: int = 0
@@ -836,7 +836,17 @@ def measure(
             tag = f"{code}{scale[0]}{repeat}{stack.name[:2]}{mode[0]}"
             record = Phase(kind, scale, repeat, stack.name, mode, tag)
             print(f"{kind} {scale} #{repeat}: {stack.name} {mode} …", file=sys.stderr, end=" ")
-            run_wrk(stack, record, profile.phase_seconds, script, pool)
+            # "paused": the mail worker stopped (SIGSTOP) during the load, and let go after
+            # it: how fast the request path alone is on these cores, beside the ceiling,
+            # which has no worker of its own to share them with.
+            paused = stack.processes["worker"] if mode == "paused" else None
+            if paused:
+                os.killpg(paused.pid, signal.SIGSTOP)
+            try:
+                run_wrk(stack, record, profile.phase_seconds, script, pool)
+            finally:
+                if paused:
+                    os.killpg(paused.pid, signal.SIGCONT)
             ended = time.monotonic()
             if stack is product:
                 wait_for_product(driver, record, sink, profile.drain_timeout, ended)
@@ -856,6 +866,7 @@ def measure(
             phase("small", repeat, product, "unique", None)
             phase("small", repeat, ceiling, "unique", None)
             phase("small", repeat, peer, "unique", None)
+            phase("small", repeat, product, "paused", None)
             phase("small", repeat, product, "mixed", small_pool)
         # Moderate: well under what the product just sustained, so the measure is of the
         # path from signup to mail, not of a queue of signups waiting for a gunicorn worker.
@@ -976,6 +987,7 @@ def database_section(outcome: Outcome, profile: Profile) -> list[str]:
     rows = [
         ("product", "unique", "small"),
         ("product", "mixed", "small"),
+        ("product", "paused", "small"),
         ("ceiling", "unique", "small"),
         ("peer", "unique", "small"),
         ("product", "unique", "large"),
@@ -983,7 +995,11 @@ def database_section(outcome: Outcome, profile: Profile) -> list[str]:
         ("ceiling", "unique", "large"),
     ]
     names = {"product": "product", "ceiling": "ceiling", "peer": "peer (django-newsletter)"}
-    loads = {"unique": "new addresses", "mixed": "50 % new, 50 % subscribed"}
+    loads = {
+        "unique": "new addresses",
+        "mixed": "50 % new, 50 % subscribed",
+        "paused": "new addresses, the worker paused",
+    }
     note = f" ({outcome.engine_note}; the ceiling and the peer get the same)" * bool(
         outcome.engine_note
     )
@@ -1025,6 +1041,8 @@ def database_section(outcome: Outcome, profile: Profile) -> list[str]:
         "|---|---|",
         f"| product / ceiling, new addresses, same rounds (small list) | {ratio(pu, cu)} |",
         f"| product / peer, new addresses, same rounds (small list) | {ratio(pu, peer)} |",
+        "| product with its worker paused / ceiling (small list): the request path alone |"
+        f" {ratio(m(('product', 'paused', 'small'), 0), cu)} |",
         f"| product with {scale_label} subscriptions / product with the small list,"
         f" new addresses | {ratio(pu_large, pu)} |",
         f"| product / ceiling, new addresses, the rounds with {scale_label} |"

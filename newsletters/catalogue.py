@@ -24,6 +24,8 @@ from .models import Newsletter, SlugAlias, Status, Subscription
 from .text import has_control_characters
 
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")  # the whole slug: fullmatch()
+# Counts one statement of ``counts`` holds (SQLite allows 2,000 columns in a result).
+COUNTS_PER_STATEMENT = 300
 SLUG_RULE = (
     "Use lower-case letters, digits and hyphens, starting with a letter or digit, "
     "64 characters at most."
@@ -242,14 +244,24 @@ def everything(session: Session) -> list[Newsletter]:
 
 def counts(session: Session, newsletter_ids: list[int]) -> dict[int, dict[Status, int]]:
     """Return how many subscriptions of each newsletter have each status, zeros included."""
-    found = {nid: dict.fromkeys(Status, 0) for nid in newsletter_ids}
-    if newsletter_ids:
-        rows = session.execute(
-            sa.select(Subscription.newsletter_id, Subscription.status, sa.func.count())
-            .where(Subscription.newsletter_id.in_(newsletter_ids))
-            .group_by(Subscription.newsletter_id, Subscription.status)
-        )
-        for nid, status, n in rows:
+    # One count per (newsletter, status), each a range of the index on (newsletter_id,
+    # status, id), all in one statement: SQLite counts a range at twice the speed that it
+    # groups the same rows (bench/RESULTS.md: 64 → 31 ms at 1,000,000 subscriptions).
+    pairs = [(nid, status) for nid in newsletter_ids for status in Status]
+    found = {nid: {} for nid in newsletter_ids}
+    for start in range(0, len(pairs), COUNTS_PER_STATEMENT):
+        chunk = pairs[start : start + COUNTS_PER_STATEMENT]
+        counted = session.execute(
+            sa.select(
+                *(
+                    sa.select(sa.func.count())
+                    .where(Subscription.newsletter_id == nid, Subscription.status == status)
+                    .scalar_subquery()
+                    for nid, status in chunk
+                )
+            )
+        ).one()
+        for (nid, status), n in zip(chunk, counted, strict=True):
             found[nid][status] = n
     return found
 
