@@ -25,9 +25,9 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from newsletters import create_app, db, editors, stats
-from newsletters.admin.subscribers import PAGE_SIZE, list_page
 from newsletters.migrations import upgrade
 from newsletters.models import Newsletter, Source, Status, Subscriber, Subscription
+from newsletters.subscribers import PAGE_SIZE, list_page
 
 HEADING = "## Subscriber list at 1M rows"
 RESULTS = Path(__file__).with_name("RESULTS.md")

@@ -6,9 +6,7 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from newsletters import db, tokens
-from newsletters.admin import subscribers
-from newsletters.admin.subscribers import _successor
+from newsletters import db, subscribers, tokens
 from newsletters.models import (
     ConsentEvent,
     Newsletter,
@@ -121,7 +119,7 @@ def test_search_by_a_prefix_beyond_ascii_finds_exactly_its_addresses(client, ses
     [("ann", "ano"), ("a\U0010ffff", "b"), ("\U0010ffff", None), ("a\ud7ff", "a\ue000")],
 )
 def test_prefix_range_ends_right_after_the_last_string_with_that_prefix(prefix, successor):
-    assert _successor(prefix) == successor
+    assert subscribers._successor(prefix) == successor
 
 
 def test_search_takes_like_wildcards_literally(client, session, editor):
