@@ -257,8 +257,9 @@ class ConsentEvent(Base):
     # pg_current_xact_id(), migration 0012): the change feed orders events by (txid, id) and
     # hands out only those of finished transactions, so a reader never skips an event that
     # a slower transaction commits later with a smaller id. NULL on SQLite, whose writers
-    # commit one after the other, in the order of their ids.
-    txid: Mapped[int | None] = mapped_column(sa.BigInteger)
+    # commit one after the other, in the order of their ids. FetchedValue: the ORM leaves the
+    # column out of its INSERTs (without it, it writes NULL and PostgreSQL's default is lost).
+    txid: Mapped[int | None] = mapped_column(sa.BigInteger, server_default=sa.FetchedValue())
 
     subscription: Mapped[Subscription] = relationship(back_populates="events")
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from flask import render_template_string
 from werkzeug.routing import Rule
 
-from newsletters import db, editors
+from newsletters import apikeys, db, editors
 from newsletters.models import Newsletter, Subscription
 
 from .admin.conftest import PASSWORD, login
@@ -54,12 +54,15 @@ def answers(app, client, newsletter, session) -> list[Answer]:
         editor = editors.create(db.session(), EDITOR, PASSWORD, is_admin=True, newsletters=[])
         db.session().commit()
         editor_id = editor.id
+        key_id = apikeys.create(db.session(), editor, "crm")[0].id
+        db.session().commit()
     login(client, EDITOR)
     tokens = {"confirm": confirm, "unsubscribe": unsubscribe, "preferences": unsubscribe}
     values = {
         "slug": "briefing",
         "subscription_id": session.scalar(sa.select(Subscription.id)),
         "editor_id": editor_id,
+        "key_id": key_id,
         "filename": "widget.css",
     }
 

@@ -16,7 +16,12 @@ def admin_rules(app):
 
 
 def url_for_rule(rule, slug, subscription_id, editor_id=1):
-    values = {"slug": slug, "subscription_id": subscription_id, "editor_id": editor_id}
+    values = {
+        "slug": slug,
+        "subscription_id": subscription_id,
+        "editor_id": editor_id,
+        "key_id": 1,
+    }
     return re.sub(
         r"<(?:int:)?(\w+)>", lambda placeholder: str(values[placeholder.group(1)]), rule.rule
     )
