@@ -230,24 +230,26 @@ class _Batch:
         """Lock and read the subscriptions of these addresses to these newsletters."""
         if not newsletter_ids:
             return {}
-        rows = self.session.execute(
-            sa.select(
-                SUBSCRIPTIONS.c.id,
-                SUBSCRIPTIONS.c.newsletter_id,
-                SUBSCRIPTIONS.c.subscriber_id,
-                SUBSCRIPTIONS.c.status,
-                SUBSCRIPTIONS.c.unsubscribe_token_id,
-                SUBSCRIPTIONS.c.confirmation_mailed_at,
-            )
-            .where(
-                SUBSCRIPTIONS.c.subscriber_id.in_(subscriber_ids),
-                SUBSCRIPTIONS.c.newsletter_id.in_(newsletter_ids),
-            )
-            .order_by(SUBSCRIPTIONS.c.id)
+        query = sa.select(
+            SUBSCRIPTIONS.c.id,
+            SUBSCRIPTIONS.c.newsletter_id,
+            SUBSCRIPTIONS.c.subscriber_id,
+            SUBSCRIPTIONS.c.status,
+            SUBSCRIPTIONS.c.unsubscribe_token_id,
+            SUBSCRIPTIONS.c.confirmation_mailed_at,
+        ).where(
+            SUBSCRIPTIONS.c.subscriber_id.in_(subscriber_ids),
+            SUBSCRIPTIONS.c.newsletter_id.in_(newsletter_ids),
+        )
+        if self.session.get_bind().dialect.name == "postgresql":
+            # Locked in id order, as every writer locks them, so two batches cannot deadlock.
             # A confirmation or unsubscription committing meanwhile waits for this batch, and
             # one committed before is read here: it is never overwritten with a stale state.
-            .with_for_update()
-        )
+            query = query.order_by(SUBSCRIPTIONS.c.id).with_for_update()
+        # (SQLite's writers take turns: nothing to lock. And there an ORDER BY id would have
+        # it walk the newsletter's whole (newsletter_id, id) index to skip a sort, rather than
+        # look the pairs up: 1.4 s of a 1.8 s batch at 1,000,000 subscriptions.)
+        rows = self.session.execute(query)
         return {
             (row.newsletter_id, row.subscriber_id): _Subscription(
                 row.newsletter_id,
