@@ -17,7 +17,7 @@ from .db import utcnow
 from .embed.snippets import snippets
 from .mail import transports, worker
 from .mail.commands import outbox_group
-from .models import Newsletter, Status, Subscription, Token
+from .models import IdempotentRequest, Newsletter, Status, Subscription, Token
 
 
 def main() -> None:
@@ -337,7 +337,7 @@ def worker_command(once):
 @click.command("purge")
 @with_appcontext
 def purge():
-    """Remove expired confirmation tokens and pending signups past their life."""
+    """Remove expired tokens, pending signups past their life, and old API retry answers."""
     session = db.session()
     now = utcnow()
     cutoff = now - timedelta(hours=current_app.config["CONFIRM_TTL_HOURS"])
@@ -349,8 +349,15 @@ def purge():
     expired = session.execute(
         sa.delete(Token).where(Token.expires_at.is_not(None), Token.expires_at < now)
     ).rowcount
+    kept_since = now - timedelta(hours=current_app.config["API_IDEMPOTENCY_HOURS"])
+    answers = session.execute(
+        sa.delete(IdempotentRequest).where(IdempotentRequest.created_at < kept_since)
+    ).rowcount
     session.commit()
-    click.echo(f"purged {pending} pending signups and {expired} expired tokens")
+    click.echo(
+        f"purged {pending} pending signups, {expired} expired tokens and {answers} API answers"
+        " kept for retries"
+    )
 
 
 @click.command("dev")

@@ -39,6 +39,13 @@ def _answer(exc: HTTPException):
 
 
 def http_error(exc: HTTPException):
+    if request.path.startswith("/api/v1/"):
+        # Routing errors (an unknown path, a wrong method) reach no blueprint's handlers:
+        # give them the API's own shape and code, and its no-store, here.
+        from .api import errors as api_errors
+
+        response, status, headers = api_errors.http_error(exc)
+        return response, status, {**headers, "Cache-Control": "no-store"}
     return _answer(exc)
 
 

@@ -1,4 +1,4 @@
-"""Rate limits (Flask-Limiter): per IP on signups, per IP and per account on logins.
+"""Rate limits (Flask-Limiter): per IP on signups, per IP and per account on logins, per API key.
 
 A view says which limit it takes where it is defined, as flaskr's views say
 ``@login_required``::
@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, g, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
@@ -40,11 +40,13 @@ TOO_MANY_LOGINS_FOR_ACCOUNT = (
     "Too many login attempts for this account, from wherever they came. "
     "Please wait a few minutes and try again."
 )
+TOO_MANY_API_REQUESTS = "Too many requests with this API key. Wait as Retry-After says, then retry."
 
 # The attribute that carries a view's mark; functools.wraps copies it to outer decorators.
 MARK = "rate_limit"
 SIGNUP = "signup"
 LOGIN = "login"
+API = "api"
 
 # A rate-limit store that hangs must not hang the signup waiting for it: give up quickly and
 # count in memory instead (RATELIMIT_STORAGE_OPTIONS overrides these).
@@ -61,6 +63,15 @@ def signup(view: Callable) -> Callable:
 def login(view: Callable) -> Callable:
     """Mark ``view`` as a login: limited per IP and per account named in the form."""
     setattr(view, MARK, LOGIN)
+    return view
+
+
+def api(view: Callable) -> Callable:
+    """Mark ``view`` as an API endpoint: it spends its API key's budget (API_RATE_LIMIT).
+
+    The key is the one the API's authentication put on ``g.api_key_id`` before the view runs.
+    """
+    setattr(view, MARK, API)
     return view
 
 
@@ -103,7 +114,19 @@ def init_app(app: Flask) -> Limiter:
         methods=["POST"],
         error_message=TOO_MANY_LOGINS_FOR_ACCOUNT,
     )
-    decorators = {SIGNUP: [per_ip_signups], LOGIN: [per_ip_logins, per_account_logins]}
+    # One budget per key over every API endpoint; a decorated limit is checked when the view is
+    # called, after the API blueprint's before_request has authenticated the key.
+    per_api_key = limiter.shared_limit(
+        lambda: current_app.config["API_RATE_LIMIT"],
+        scope="api-key",
+        key_func=_api_key,
+        error_message=TOO_MANY_API_REQUESTS,
+    )
+    decorators = {
+        SIGNUP: [per_ip_signups],
+        LOGIN: [per_ip_logins, per_account_logins],
+        API: [per_api_key],
+    }
     for endpoint, view in list(app.view_functions.items()):
         for limit in decorators.get(getattr(view, MARK, None), ()):
             view = limit(view)
@@ -155,6 +178,12 @@ class StorageWatch:
             )
         elif changed:
             log.warning("rate limits: the %s storage answers again; counts are shared", self.scheme)
+
+
+def _api_key() -> str:
+    """Return the rate-limit key of the request's API key; empty (no limit) if none was seen."""
+    key_id = g.get("api_key_id")
+    return f"key:{key_id}" if key_id is not None else ""
 
 
 def _login_account() -> str:

@@ -43,6 +43,16 @@ class TokenPurpose(enum.StrEnum):
     UNSUBSCRIBE = "unsubscribe"
 
 
+class OutboxKind(enum.StrEnum):
+    """What an outbox row is, and so who sends it."""
+
+    # Mails: rendered by mail/messages.py, sent by the mail worker's SMTP delivery.
+    CONFIRM = "confirm"
+    WEBHOOK_PAUSED = "webhook_paused"  # to a newsletter's editors
+    # A webhook's POST (webhook_id set): sent by webhooks/delivery.py, in order per webhook.
+    WEBHOOK = "webhook"
+
+
 class OutboxState(enum.StrEnum):
     PENDING = "pending"
     SENT = "sent"

@@ -7,7 +7,7 @@ queries apart from its handlers the same way).
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm import Session, contains_eager, joinedload
 from sqlalchemy.sql.expression import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
@@ -70,6 +70,31 @@ def list_page(
         query = query.where(*matching)
     rows = session.scalars(query).all()
     return Page(list(rows[:size]), rows[size - 1].id if len(rows) > size else None)
+
+
+def oldest_first(
+    session: Session, newsletter: Newsletter, status: str, after: int, size: int
+) -> Page:
+    """Return the ``size`` subscriptions after id ``after``, oldest first (``status`` or "all").
+
+    The API's walk of a whole list: keyset pagination as ``list_page``, in the other
+    direction, so a subscription added meanwhile lands on a later page; each with its
+    unsubscribe token, for its link.
+    """
+    query = (
+        sa.select(Subscription)
+        .join(Subscription.subscriber)
+        .options(
+            contains_eager(Subscription.subscriber), joinedload(Subscription.unsubscribe_token)
+        )
+        .where(Subscription.newsletter_id == newsletter.id, Subscription.id > after)
+        .order_by(Subscription.id)
+        .limit(size + 1)
+    )
+    if status != "all":
+        query = query.where(Subscription.status == Status(status))
+    rows = list(session.scalars(query))
+    return Page(rows[:size], rows[size - 1].id if len(rows) > size else None)
 
 
 def _few_match(session: Session, matching: list[sa.ColumnElement]) -> bool:

@@ -16,10 +16,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from newsletters import create_app, db, migrations, tokens
+from newsletters import apikeys, create_app, db, editors, migrations, tokens
 from newsletters.db import utcnow
 from newsletters.models import (
     Base,
+    IdempotentRequest,
     Newsletter,
     Status,
     Subscriber,
@@ -200,7 +201,10 @@ def test_purge_removes_old_pending_signups_and_expired_tokens_and_keeps_the_rest
 
     result = runner.invoke(args=["purge"])
     assert result.exit_code == 0, result.output
-    assert result.output == "purged 1 pending signups and 2 expired tokens\n"
+    assert (
+        result.output
+        == "purged 1 pending signups, 2 expired tokens and 0 API answers kept for retries\n"
+    )
 
     assert subscription_of(session, "old@example.com") is None
     assert confirm_token_of(session, "old@example.com") is None
@@ -236,7 +240,10 @@ def test_purge_follows_confirm_ttl_hours(client, runner, newsletter, session):
     age(session, "four@example.com", hours=4, ttl_hours=5)
     result = runner.invoke(args=["purge"])
     assert result.exit_code == 0, result.output
-    assert result.output == "purged 1 pending signups and 1 expired tokens\n"
+    assert (
+        result.output
+        == "purged 1 pending signups, 1 expired tokens and 0 API answers kept for retries\n"
+    )
     assert subscription_of(session, "six@example.com") is None
     assert subscription_of(session, "four@example.com").status == Status.PENDING
 
@@ -300,3 +307,27 @@ def test_console_script_reports_a_missing_production_setting_in_one_line(tmp_pat
         "Error: NEWSLETTERS_SECRET_KEY must be set when NEWSLETTERS_ENV=production\n"
     )
     assert not (tmp_path / "cli.db").exists()
+
+
+def test_purge_removes_api_retry_answers_older_than_their_keeping_time(app, runner, session):
+    with app.app_context():
+        editor = editors.create(db.session(), "api@example.org", "a long password", is_admin=True)
+        api_key, _ = apikeys.create(db.session(), editor, "crm")
+        db.session().commit()
+        key_id = api_key.id
+    hours = app.config["API_IDEMPOTENCY_HOURS"]
+    for name, age in (("old", hours + 1), ("fresh", hours - 1)):
+        session.add(
+            IdempotentRequest(
+                api_key_id=key_id,
+                key=name,
+                request_digest="0" * 64,
+                status_code=202,
+                body={},
+                created_at=utcnow() - timedelta(hours=age),
+            )
+        )
+    session.commit()
+    result = runner.invoke(args=["purge"])
+    assert "1 API answers kept for retries" in result.output
+    assert session.scalars(sa.select(IdempotentRequest.key)).all() == ["fresh"]

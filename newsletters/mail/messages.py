@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from .. import catalogue, tokens
 from ..db import utcnow
 from ..links import external_url
-from ..models import Newsletter, OutboxMessage, Subscription, Token, token_subscription
+from ..models import Newsletter, OutboxKind, OutboxMessage, Subscription, Token, token_subscription
 from ..text import has_control_characters
 
 # The newsletter's texts that go into a header of its confirmation mail, and all of its texts
@@ -100,13 +100,15 @@ class Renderer:
 
     def newsletter_ids(self, message: OutboxMessage) -> list[int]:
         """Return the newsletters ``message`` is about; none if that can no longer be known."""
-        if message.kind != "confirm":
+        if message.kind != OutboxKind.CONFIRM:
             return []
         return list(self.newsletters_of.get(_token_id(message), []))
 
     def render(self, message: OutboxMessage) -> Mail:
         """Build the mail for ``message``; raise ``Unrenderable`` if it cannot be built."""
-        if message.kind != "confirm":
+        if message.kind == OutboxKind.WEBHOOK_PAUSED:
+            return self._webhook_paused(message)
+        if message.kind != OutboxKind.CONFIRM:
             raise Unrenderable(f"unknown outbox message kind {message.kind!r}")
         token_id = _token_id(message)
         newsletter_ids = tuple(self.newsletters_of.get(token_id, ()))
@@ -138,6 +140,33 @@ class Renderer:
             data=data,
             smtputf8=international,
             links=links,
+        )
+
+    def _webhook_paused(self, message: OutboxMessage) -> Mail:
+        """Build the mail telling an editor that a webhook was paused (webhooks.delivery)."""
+        notice = message.payload or {}
+        recipient = ascii_domain(message.recipient)
+        mail = EmailMessage()
+        mail["From"] = self.sender
+        mail["To"] = recipient
+        # The newsletter's name is an editor's text, checked by the catalogue for line breaks.
+        mail["Subject"] = f"Webhook paused: {notice.get('newsletter', '')}"
+        mail["Date"] = self._date()
+        mail["Message-ID"] = message_id(message, self.domain)
+        mail["Auto-Submitted"] = "auto-generated"
+        context = {
+            **notice,
+            "manage_url": external_url("admin.webhooks", slug=notice.get("slug", "")),
+        }
+        mail.set_content(render_template("mail/webhook_paused.txt", **context))
+        mail.add_alternative(render_template("mail/webhook_paused.html", **context), subtype="html")
+        international = not (self.envelope_sender + recipient).isascii()
+        return Mail(
+            sender=self.envelope_sender,
+            recipient=recipient,
+            message_id=mail["Message-ID"],
+            data=wire(mail, utf8=international),
+            smtputf8=international,
         )
 
     def _prototype(self, newsletter_ids: tuple[int, ...]) -> "_Prototype":
@@ -301,7 +330,7 @@ def confirm_url(secret: str) -> str:
 
 def newsletter_ids(session: Session, message: OutboxMessage) -> list[int]:
     """Return the newsletters ``message`` is about; none if that can no longer be known."""
-    if message.kind != "confirm":
+    if message.kind != OutboxKind.CONFIRM:
         return []
     token_id = _token_id(message)
     return _tokens(session, [token_id])[1].get(token_id, [])

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from ..db import utcnow
 from ..models import (
     Newsletter,
+    OutboxKind,
     OutboxMessage,
     OutboxState,
     Subscription,
@@ -33,6 +34,10 @@ from . import messages, suppressions
 
 # How the last error of a mail that cannot be built begins: editors are shown these.
 UNBUILT = "could not be built: "
+# Webhook deliveries share the table (kind "webhook", webhook_id set) but not this module's
+# handling: they are claimed one per webhook, in order, and never given up as dead or
+# failed (newsletters.webhooks.delivery). Each query of mail here keeps to this condition.
+MAIL = OutboxMessage.webhook_id.is_(None)
 
 
 def enqueue(session: Session, kind: str, recipient: str, payload: dict) -> OutboxMessage:
@@ -117,7 +122,12 @@ def _statements(dialect: str) -> _Statements:
     free = sa.or_(c.locked_until.is_(None), c.locked_until < sa.bindparam("now"))
     due = (
         sa.select(c.id)
-        .where(c.state == OutboxState.PENDING, c.next_attempt_at <= sa.bindparam("now"), free)
+        .where(
+            c.state == OutboxState.PENDING,
+            c.next_attempt_at <= sa.bindparam("now"),
+            free,
+            c.webhook_id.is_(None),  # see MAIL
+        )
         # In the order of the index on (state, next_attempt_at), so the claim reads its rows
         # and stops: a tie-break on id would sort every due row first (all of a backlog).
         .order_by(c.next_attempt_at)
@@ -342,7 +352,7 @@ def unbuilt(session: Session, newsletter: Newsletter | None = None) -> list[Unbu
         .join(Subscription, Subscription.id == token_subscription.c.subscription_id)
         .join(Newsletter, Newsletter.id == Subscription.newsletter_id)
         .where(
-            OutboxMessage.kind == "confirm",
+            OutboxMessage.kind == OutboxKind.CONFIRM,
             OutboxMessage.state == OutboxState.FAILED,
             OutboxMessage.last_error.startswith(UNBUILT, autoescape=True),
         )
@@ -369,6 +379,7 @@ def park_expired(session: Session) -> int:
     result = session.execute(
         sa.update(OutboxMessage)
         .where(
+            MAIL,  # a paused webhook's deliveries wait as long as it takes
             OutboxMessage.state == OutboxState.PENDING,
             OutboxMessage.queued_at < now - max_age(),
             sa.or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < now),
@@ -403,7 +414,7 @@ def retry(
     operator's word that the address works, so its suppressions for that mail's newsletters
     are lifted too.
     """
-    query = sa.select(OutboxMessage).where(OutboxMessage.state.in_(list(states)))
+    query = sa.select(OutboxMessage).where(MAIL, OutboxMessage.state.in_(list(states)))
     ids = list(ids)
     if ids:
         query = query.where(OutboxMessage.id.in_(ids))
@@ -428,7 +439,7 @@ def undeliverable(session: Session, limit: int = 200) -> list[OutboxMessage]:
     return list(
         session.scalars(
             sa.select(OutboxMessage)
-            .where(OutboxMessage.state.in_([OutboxState.DEAD, OutboxState.FAILED]))
+            .where(MAIL, OutboxMessage.state.in_([OutboxState.DEAD, OutboxState.FAILED]))
             .order_by(OutboxMessage.id.desc())
             .limit(limit)
         )
@@ -436,18 +447,18 @@ def undeliverable(session: Session, limit: int = 200) -> list[OutboxMessage]:
 
 
 def counts(session: Session) -> dict[str, int]:
-    """Return how many messages are in each state."""
+    """Return how many mails are in each state."""
     rows = session.execute(
-        sa.select(OutboxMessage.state, sa.func.count()).group_by(OutboxMessage.state)
+        sa.select(OutboxMessage.state, sa.func.count()).where(MAIL).group_by(OutboxMessage.state)
     )
     return {str(state): n for state, n in rows}
 
 
 def oldest_due(session: Session) -> datetime | None:
-    """Return when the oldest pending message became due."""
+    """Return when the oldest pending mail became due."""
     return session.scalar(
         sa.select(sa.func.min(OutboxMessage.next_attempt_at)).where(
-            OutboxMessage.state == OutboxState.PENDING
+            MAIL, OutboxMessage.state == OutboxState.PENDING
         )
     )
 

@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from .. import db
 from ..models import OutboxMessage, OutboxState
 from ..subscriptions import processing
+from ..webhooks import delivery as webhook_delivery
 from . import outbox, transports
 from .messages import Mail, Renderer, Unrenderable
 
@@ -386,11 +387,12 @@ def run(
 ) -> Counter:
     """Process signups and deliver the outbox: drain both and return (``once``), or until ``stop``.
 
-    Each round processes the waiting signup requests, then delivers the due mail; a round that
-    found nothing to do waits for a signup's wake-up or WORKER_POLL_SECONDS. A database error
-    ends that part of the round (rolled back, tried again next round), never the worker.
-    While the mail server cannot be used at all, delivery pauses between attempts for a time
-    that doubles from the poll interval up to a minute, while signups are still processed.
+    Each round processes the waiting signup requests, delivers the due mail, then the webhooks'
+    (``webhooks.delivery.run_round``); a round that found nothing to do waits for a signup's
+    wake-up or WORKER_POLL_SECONDS. A database error ends that part of the round (rolled back,
+    tried again next round), never the worker. While the mail server cannot be used at all,
+    delivery pauses between attempts for a time that doubles from the poll interval up to a
+    minute, while signups are still processed.
     Returns the mail's counts by outcome (see ``Delivery.deliver_due``).
     """
     stop = stop or threading.Event()
@@ -428,6 +430,11 @@ def run(
                         mail_after = time.monotonic() + pause
                     else:
                         transport_failures = 0
+            # Webhooks after the mail: a receiver's timeouts must not hold confirmations back.
+            try:
+                busy = webhook_delivery.run_round(report, budget) or busy
+            except DBAPIError as exc:
+                _database_error(exc, poll, report)
             if once:
                 break
             if not busy:

@@ -25,6 +25,7 @@ from ..db import utcnow
 from ..models import (
     ConsentEvent,
     Newsletter,
+    OutboxKind,
     OutboxMessage,
     OutboxState,
     SignupRequest,
@@ -427,7 +428,7 @@ class _Batch:
                 sa.insert(OutboxMessage.__table__),
                 [
                     {
-                        "kind": "confirm",
+                        "kind": OutboxKind.CONFIRM.value,
                         "recipient": email,
                         "payload": {"token_id": token["id"]},
                         "message_id": uuid.uuid4().hex,

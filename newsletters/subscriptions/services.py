@@ -291,19 +291,21 @@ def unsubscribe_by_editor(
     *,
     ip: str | None = None,
     user_agent: str | None = None,
+    source: str = "admin",
+    via: str | None = None,
 ) -> bool:
     """Unsubscribe ``subscription`` on an editor's word; False if it was unsubscribed already.
 
-    The consent history names the editor, so that a reader who asks why they were taken off
-    a list gets an answer.
+    The consent history names the editor (and ``via``, such as which API key), so that a
+    reader who asks why they were taken off a list gets an answer; ``source`` says where.
     """
     return leave(
         session,
         subscription,
         ip=ip,
         user_agent=user_agent,
-        source="admin",
-        detail=f"unsubscribed by editor {editor.email}",
+        source=source,
+        detail=f"unsubscribed by editor {editor.email}" + (f" {via}" if via else ""),
     )
 
 

@@ -21,6 +21,8 @@ def url_for_rule(rule, slug, subscription_id, editor_id=1):
         "subscription_id": subscription_id,
         "editor_id": editor_id,
         "key_id": 1,
+        "webhook_id": 1,
+        "delivery_id": 1,
     }
     return re.sub(
         r"<(?:int:)?(\w+)>", lambda placeholder: str(values[placeholder.group(1)]), rule.rule
