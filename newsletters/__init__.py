@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from flask import Flask, current_app, request
+from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -48,7 +48,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     db.init_app(app)
     # Before CSRFProtect, whose check parses the body under the app-wide size limit.
-    app.before_request(_allow_large_imports)
+    app.before_request(negotiation.allow_large_uploads)
     app.before_request(negotiation.refuse_undecodable_form)
     csrf.init_app(app)
 
@@ -77,9 +77,3 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     register(app)
     return app
-
-
-def _allow_large_imports():
-    # Every other body is small (MAX_CONTENT_LENGTH); an editor's CSV upload is not.
-    if request.endpoint == "admin.import_":
-        request.max_content_length = current_app.config["IMPORT_MAX_BYTES"]

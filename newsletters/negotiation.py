@@ -2,7 +2,7 @@
 
 from urllib.parse import parse_qsl
 
-from flask import request
+from flask import current_app, request
 from werkzeug.exceptions import BadRequest
 
 NOT_UTF8 = "The form is not valid UTF-8 text. Send it encoded as UTF-8."
@@ -30,3 +30,20 @@ def refuse_undecodable_form() -> None:
         parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
         raise BadRequest(NOT_UTF8) from None
+
+
+def takes_large_uploads(view):
+    """Mark a view whose request body may be up to IMPORT_MAX_BYTES (an editor's CSV file).
+
+    Every other body is small (MAX_CONTENT_LENGTH); ``allow_large_uploads`` raises the limit
+    for the marked views only, before CSRFProtect parses the body.
+    """
+    view.takes_large_uploads = True
+    return view
+
+
+def allow_large_uploads() -> None:
+    """Raise this request's body limit if its view was marked ``takes_large_uploads``."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    if getattr(view, "takes_large_uploads", False):
+        request.max_content_length = current_app.config["IMPORT_MAX_BYTES"]

@@ -6,7 +6,7 @@ from flask import Response, render_template, request, stream_with_context
 from flask_login import current_user
 from werkzeug.exceptions import BadRequest
 
-from .. import db, exports, imports
+from .. import db, exports, imports, negotiation
 from . import bp, editable_newsletter
 from .forms import ImportForm
 
@@ -31,6 +31,7 @@ def export(slug):
 
 
 @bp.route("/n/<slug>/import", methods=["GET", "POST"])
+@negotiation.takes_large_uploads
 def import_(slug):
     """Take a CSV in the export's format and report rows taken and refused."""
     newsletter = editable_newsletter(slug)

@@ -80,6 +80,22 @@ def safe_return_url(newsletters: Iterable[Newsletter], url: str | None) -> str |
     return None
 
 
+def readable_cross_origin(view):
+    """Mark a signup view whose answers pages on other sites may read (``add_cors_headers``).
+
+    A mark on the view, like ``@limits.signup``: a new signup endpoint declares it where it
+    is defined, instead of being added to a list of endpoint names elsewhere.
+    """
+    view.readable_cross_origin = True
+    return view
+
+
+def is_readable_cross_origin() -> bool:
+    """Tell whether this request's view was marked ``readable_cross_origin``."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    return getattr(view, "readable_cross_origin", False)
+
+
 def add_cors_headers(response: Response, newsletters: list[Newsletter]) -> Response:
     """Let the requesting page read this answer, by exact origin; never with credentials.
 

@@ -38,6 +38,7 @@ def hosted(slug):
 
 
 @bp.post("/n/<slug>/subscribe")
+@origins.readable_cross_origin
 @limits.signup
 def subscribe(slug):
     """Take a signup to one newsletter from a form (plain, cross-origin) or a JSON request."""
@@ -55,6 +56,7 @@ def subscribe(slug):
 
 
 @bp.post("/subscribe")
+@origins.readable_cross_origin
 @limits.signup
 def subscribe_many():
     """Take one signup to several newsletters (repeated ``newsletter`` fields): one mail."""
@@ -110,7 +112,7 @@ def thanks_many():
 @bp.after_request
 def allow_cross_origin_reads(response):
     """Let widgets on allowed pages read signup answers, errors and rate limits included."""
-    if request.endpoint in ("subscriptions.subscribe", "subscriptions.subscribe_many"):
+    if origins.is_readable_cross_origin():
         newsletters = g.get("signup_newsletters")
         if newsletters is None and request.view_args and "slug" in request.view_args:
             # The view failed before it found the newsletter: a 404, a 429, or the database
