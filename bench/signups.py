@@ -283,13 +283,27 @@ class Phase:
         return max(0, self.sent_new - (self.sent_new + self.sent_old - self.ok))
 
 
-def run_wrk(stack: "Stack", phase: Phase, seconds: int, script: Path, pool: Path | None) -> None:
-    """Drive ``stack`` with wrk for ``seconds``; fill ``phase`` with what wrk saw."""
+def run_wrk(
+    stack: "Stack",
+    phase: Phase,
+    seconds: int,
+    script: Path,
+    pool: Path | None,
+    script_args: list[str] | None = None,
+) -> None:
+    """Drive ``stack`` with wrk for ``seconds``; fill ``phase`` with what wrk saw.
+
+    ``script_args``: the arguments of another Lua script than WRK_SCRIPT (whose done() prints
+    the same BENCH_JSON line); by default WRK_SCRIPT's, from ``stack`` and ``phase``.
+    """
+    if script_args is None:
+        script_args = [
+            stack.path, stack.field, phase.tag, phase.mode, stack.extra_body, stack.cookie,
+            str(pool or ""),
+        ]  # fmt: skip
     argv = [
         "wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "30s",
-        "-s", str(script), f"http://127.0.0.1:{stack.port}{stack.path}",
-        "--", stack.path, stack.field, phase.tag, phase.mode, stack.extra_body,
-        stack.cookie, str(pool or ""),
+        "-s", str(script), f"http://127.0.0.1:{stack.port}{stack.path}", "--", *script_args,
     ]  # fmt: skip
     phase.load_before = os.getloadavg()[0]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120)
@@ -482,7 +496,8 @@ def base_env(logs: Path) -> dict[str, str]:
     return env
 
 
-def product_stack(url: str, smtp_port: int, secret: str, logs: Path) -> Stack:
+def product_stack(url: str, smtp_port: int, secret: str, logs: Path, before_start=None) -> Stack:
+    """Set up the product's database and start it; ``before_start(stack)`` runs just before."""
     stack = Stack("product", f"/n/{SLUG}/subscribe", "email", 303, base_env(logs), logs)
     stack.env.update(
         NEWSLETTERS_ENV="production",
@@ -498,6 +513,8 @@ def product_stack(url: str, smtp_port: int, secret: str, logs: Path) -> Stack:
     )
     stack.run([str(BIN / "newsletters"), "db", "upgrade"])
     stack.run([str(BIN / "newsletters"), "newsletter", "create", SLUG, "--name", "Bench"])
+    if before_start is not None:
+        before_start(stack)
     stack.gunicorn(BIN / "gunicorn", "wsgi:app")
     stack.start("worker", [str(BIN / "newsletters"), "worker"])
     return stack
@@ -743,10 +760,11 @@ def pg_admin() -> sa.Engine:
     )
 
 
-def pg_recreate(create: bool) -> None:
+def pg_recreate(create: bool, names=None) -> None:
+    """Drop this run's databases (``names``, by default PG_DATABASES'), and create them afresh."""
     engine = pg_admin()
     with engine.connect() as conn:
-        for name in PG_DATABASES.values():
+        for name in PG_DATABASES.values() if names is None else names:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             if create:
                 conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
@@ -949,22 +967,26 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, {platform.platform()}"
 
 
-def versions() -> str:
+def versions(peer: bool = True) -> str:
+    """Say the versions of what runs; ``peer``: django-newsletter's too (from its venv)."""
     ours = ", ".join(
         f"{name} {version(name)}"
         for name in ("flask", "sqlalchemy", "psycopg", "gunicorn", "email-validator", "aiosmtpd")
     )
-    peer = subprocess.run(
-        [
-            str(PEER_VENV / "bin" / "python"), "-c",
-            "from importlib.metadata import version as v;"
-            "print(', '.join(f'{n} {v(n)}' for n in ('django', 'django-newsletter')))",
-        ],
-        capture_output=True, text=True, timeout=60,
-    ).stdout.strip()  # fmt: skip
+    peer_text = ""
+    if peer:
+        found = subprocess.run(
+            [
+                str(PEER_VENV / "bin" / "python"), "-c",
+                "from importlib.metadata import version as v;"
+                "print(', '.join(f'{n} {v(n)}' for n in ('django', 'django-newsletter')))",
+            ],
+            capture_output=True, text=True, timeout=60,
+        ).stdout.strip()  # fmt: skip
+        peer_text = f"; peer: {found}"
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=10)
     wrk_version = (wrk.stdout or wrk.stderr).split()[1] if (wrk.stdout or wrk.stderr) else "?"
-    return f"Python {platform.python_version()}, {ours}; peer: {peer}; wrk {wrk_version}"
+    return f"Python {platform.python_version()}, {ours}{peer_text}; wrk {wrk_version}"
 
 
 def revision() -> str:
@@ -1171,14 +1193,14 @@ def report(outcomes: list[Outcome], profile: Profile, argv: list[str], began: fl
     return "\n".join(lines)
 
 
-def write_section(section: str) -> None:
-    """Replace this benchmark's section of RESULTS.md, leaving the others as they are."""
+def write_section(section: str, title: str = SECTION) -> None:
+    """Replace the section ``title`` of RESULTS.md, leaving the others as they are."""
     text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Bench results\n"
-    start = text.find(SECTION)
+    start = text.find(title)
     if start == -1:
         text = text.rstrip("\n") + "\n\n" + section
     else:
-        end = text.find("\n## ", start + len(SECTION))
+        end = text.find("\n## ", start + len(title))
         rest = "" if end == -1 else text[end + 1 :]
         text = text[:start] + section + ("\n" + rest if rest else "")
     RESULTS.write_text(text, encoding="utf-8")
