@@ -47,3 +47,16 @@ def allow_large_uploads() -> None:
     view = current_app.view_functions.get(request.endpoint or "")
     if getattr(view, "takes_large_uploads", False):
         request.max_content_length = current_app.config["IMPORT_MAX_BYTES"]
+
+
+def repeated_key(pairs: list[tuple[str, object]]) -> str | None:
+    """Return the first key a JSON object gives twice (``object_pairs_hook``'s pairs), if any.
+
+    json.loads would keep the last of them silently; the signup paths refuse such a body.
+    """
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            return key
+        seen.add(key)
+    return None

@@ -9,6 +9,8 @@ from functools import wraps
 
 from flask import request
 
+from .. import negotiation
+from ..text import has_lone_surrogate
 from .errors import ApiError
 
 EXAMPLE = 'Send {"email": "reader@example.org"}.'
@@ -35,7 +37,7 @@ def json_object(view):
             ) from None
         if not isinstance(data, dict):
             raise ApiError(400, "invalid_json", f"The body is not a JSON object. {EXAMPLE}")
-        if _has_lone_surrogate(data):
+        if has_lone_surrogate(data):
             # JSON's \ud800 escapes decode to lone surrogates, which no database can store.
             raise ApiError(400, "invalid_json", "The body holds a lone surrogate (\\ud800…).")
         return view(*args, **kwargs)
@@ -44,19 +46,7 @@ def json_object(view):
 
 
 def _once_each(pairs: list[tuple[str, object]]) -> dict:
-    seen = set()
-    for key, _ in pairs:
-        if key in seen:
-            raise ValueError(f"the field {key!r} is there twice; send it once")
-        seen.add(key)
+    key = negotiation.repeated_key(pairs)
+    if key is not None:
+        raise ValueError(f"the field {key!r} is there twice; send it once")
     return dict(pairs)
-
-
-def _has_lone_surrogate(value) -> bool:
-    if isinstance(value, str):
-        return any("\ud800" <= ch <= "\udfff" for ch in value)
-    if isinstance(value, dict):
-        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_lone_surrogate(v) for v in value)
-    return False

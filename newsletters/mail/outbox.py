@@ -425,13 +425,18 @@ def retry(
         refused = not (message.last_error or "").startswith(UNBUILT)
         if message.state == OutboxState.FAILED and refused:
             suppressions.lift(session, message.recipient, messages.newsletter_ids(session, message))
-        message.state = OutboxState.PENDING
-        message.attempts = 0
-        message.next_attempt_at = now
-        message.queued_at = now
-        message.locked_until = None
+        requeue(message, now)
     session.flush()
     return retried
+
+
+def requeue(message: OutboxMessage, now: datetime) -> None:
+    """Put ``message`` back in the queue, due ``now``, as if new: no attempts, no lease."""
+    message.state = OutboxState.PENDING
+    message.attempts = 0
+    message.next_attempt_at = now
+    message.queued_at = now
+    message.locked_until = None
 
 
 def undeliverable(session: Session, limit: int = 200) -> list[OutboxMessage]:

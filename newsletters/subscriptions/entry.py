@@ -11,9 +11,10 @@ from flask import request
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
-from .. import db, wakeup
+from .. import db, negotiation, wakeup
 from ..embed import origins
 from ..models import Newsletter, Source
+from ..text import has_lone_surrogate
 from . import services
 from .forms import SignupForm
 
@@ -101,17 +102,14 @@ def _json_payload() -> MultiDict:
 
 
 def _refuse_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
-    seen = set()
-    for key, _ in pairs:
-        if key in seen:
-            raise BadRequest(f"The field {key!r} was sent more than once; send it once.")
-        seen.add(key)
+    key = negotiation.repeated_key(pairs)
+    if key is not None:
+        raise BadRequest(f"The field {key!r} was sent more than once; send it once.")
     return dict(pairs)
 
 
 def _text(key: str, value: str) -> str:
-    # JSON's \ud800 escapes decode to lone surrogates, which no database can store.
-    if any("\ud800" <= ch <= "\udfff" for ch in value):
+    if has_lone_surrogate(value):
         raise BadRequest(f"The field {key!r} is not valid text (it holds a lone surrogate).")
     return value
 

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ..db import utcnow
+from ..mail import outbox
 from ..models import ConsentEvent, Newsletter, OutboxKind, OutboxMessage, OutboxState, Webhook
 from . import targets
 
@@ -151,11 +152,6 @@ def resend(session: Session, webhook: Webhook, delivery_id: int) -> OutboxMessag
     delivery = session.get(OutboxMessage, delivery_id, with_for_update=True)
     if delivery is None or delivery.webhook_id != webhook.id:
         raise WebhookError(f"webhook {webhook.id} has no delivery number {delivery_id}")
-    now = utcnow()
-    delivery.state = OutboxState.PENDING
-    delivery.attempts = 0
-    delivery.next_attempt_at = now
-    delivery.queued_at = now
-    delivery.locked_until = None
+    outbox.requeue(delivery, utcnow())
     session.flush()
     return delivery
