@@ -65,9 +65,13 @@ TEXTS = {
     "sender_name": Text("Sender name of mails", 200),
     "confirm_subject": Text("Subject of the confirmation mail", 200),
     "confirm_body": Text("Confirmation mail text", 4000, multiline=True),
+    "welcome_subject": Text("Subject of the welcome mail", 200),
+    "welcome_body": Text("Welcome mail text", 4000, multiline=True),
+    "reminder_subject": Text("Subject of the reminder", 200),
+    "reminder_body": Text("Reminder text", 4000, multiline=True),
 }
 # Settings that are not texts.
-OTHER_SETTINGS = ("slug", "is_public", "allowed_origins")
+OTHER_SETTINGS = ("slug", "is_public", "allowed_origins", "welcome_enabled", "reminder_hours")
 ORIGINS_LONGEST = 4000
 
 
@@ -95,6 +99,32 @@ def check_text(field: str, value: str | None) -> str | None:
     return value or None
 
 
+def check_reminder_hours(value: str | int | None) -> int | None:
+    """Return the hours after which a reminder goes, None for none; else raise ``CatalogueError``.
+
+    The reminder repeats the confirmation link, so it must come before the link expires
+    (CONFIRM_TTL_HOURS); a later one could never be sent.
+    """
+    if isinstance(value, str):
+        value = value.strip()
+    if value is None or value == "":
+        return None
+    ttl = current_app.config["CONFIRM_TTL_HOURS"]
+    rule = (
+        f"Reminder: give a whole number of hours from 1 to {ttl - 1} (the confirmation link "
+        f"expires after {ttl}), or leave it empty for none."
+    )
+    if isinstance(value, bool):
+        raise CatalogueError("reminder_hours", rule)
+    if isinstance(value, str):
+        if not value.isascii() or not value.isdigit():
+            raise CatalogueError("reminder_hours", rule)
+        value = int(value)
+    if not isinstance(value, int) or not 1 <= value < ttl:
+        raise CatalogueError("reminder_hours", rule)
+    return value
+
+
 def create(session: Session, slug: str, name: str, **settings) -> Newsletter:
     """Add a newsletter called ``slug``, with any of the other settings ``update`` takes."""
     newsletter = Newsletter(slug=check_slug(slug), description="", is_public=True)
@@ -107,7 +137,9 @@ def update(session: Session, newsletter: Newsletter, **settings) -> None:
     """Change the given settings of ``newsletter``: texts, ``slug``, ``is_public``, origins.
 
     Every setting is checked before any is changed. An empty text means the default
-    (SPEC's form texts); ``allowed_origins`` is text, one origin per line or space.
+    (SPEC's form texts); ``allowed_origins`` is text, one origin per line or space;
+    ``welcome_enabled`` turns the welcome mail on; ``reminder_hours`` (hours, empty or None
+    for none) sets the one reminder of an unconfirmed signup.
     """
     forget()  # this process's public pages serve the change once it is committed
     unknown = set(settings) - set(TEXTS) - set(OTHER_SETTINGS)
@@ -117,6 +149,8 @@ def update(session: Session, newsletter: Newsletter, **settings) -> None:
     origins = None
     if "allowed_origins" in settings:
         origins = _origins(settings["allowed_origins"])
+    if "reminder_hours" in settings:
+        reminder_hours = check_reminder_hours(settings["reminder_hours"])
     slug = settings.get("slug")
     if slug is not None and slug != newsletter.slug:
         _claim_slug(session, newsletter, check_slug(slug))
@@ -128,6 +162,10 @@ def update(session: Session, newsletter: Newsletter, **settings) -> None:
         setattr(newsletter, field, value)
     if "is_public" in settings:
         newsletter.is_public = bool(settings["is_public"])
+    if "welcome_enabled" in settings:
+        newsletter.welcome_enabled = bool(settings["welcome_enabled"])
+    if "reminder_hours" in settings:
+        newsletter.reminder_hours = reminder_hours
     if origins is not None:
         newsletter.allowed_origins = " ".join(origins)
     session.add(newsletter)

@@ -23,7 +23,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from .models import ConsentEvent, Newsletter, Status, Subscriber, Subscription
+from .models import ConsentEvent, Newsletter, Status, Subscriber
 
 CURSOR = re.compile(r"(\d{1,19})\.(\d{1,19})")
 # The webhook event of each status a subscription may change to.
@@ -31,6 +31,12 @@ EVENTS = {
     Status.PENDING: "subscription.pending",
     Status.CONFIRMED: "subscription.confirmed",
     Status.UNSUBSCRIBED: "subscription.unsubscribed",
+}
+# Events of the ledger's actions that end a subscription rather than change its status.
+ENDINGS = {
+    "deleted": "subscription.deleted",  # by an editor: the address is still known
+    "expired": "subscription.deleted",  # never confirmed, removed by the purge
+    "erased": "subscription.erased",  # at the person's request: the address is gone
 }
 
 
@@ -68,14 +74,15 @@ class Change:
     newsletter: str  # slug
     newsletter_id: int
     subscription_id: int
-    email: str
+    email: str | None  # None once the person was erased
     status: str
     at: datetime
+    action: str | None = None
 
     @property
     def event(self) -> str:
-        """Return the webhook event name of this change: ``subscription.<status>``."""
-        return EVENTS[Status(self.status)]
+        """Return the webhook event name of this change: ``subscription.<status>`` mostly."""
+        return ENDINGS.get(self.action) or EVENTS[Status(self.status)]
 
     def body(self) -> dict:
         """Return SPEC's webhook body of this change (the API's change items are the same)."""
@@ -83,6 +90,9 @@ class Change:
             "id": f"evt_{self.id}",
             "event": self.event,
             "newsletter": self.newsletter,
+            # The subscription's id, stable for its life: how a receiver finds its record of
+            # a person whose address an erasure has taken out of the body.
+            "subscription": self.subscription_id,
             "email": self.email,
             "status": self.status,
             "at": _iso(self.at),
@@ -100,17 +110,18 @@ def since(session: Session, newsletter_ids: list[int], after: Position, limit: i
             event.id,
             txid.label("txid"),
             Newsletter.slug,
-            Subscription.newsletter_id,
+            event.newsletter_id,
             event.subscription_id,
             Subscriber.email,
             event.status,
             event.at,
+            event.action,
         )
         .select_from(ConsentEvent.__table__)
-        .join(Subscription, Subscription.id == event.subscription_id)
-        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
-        .join(Newsletter, Newsletter.id == Subscription.newsletter_id)
-        .where(Subscription.newsletter_id.in_(newsletter_ids))
+        .join(Newsletter, Newsletter.id == event.newsletter_id)
+        # The ledger outlives erased people: their events come without an address.
+        .outerjoin(Subscriber, Subscriber.id == event.subscriber_id)
+        .where(event.newsletter_id.in_(newsletter_ids))
         .limit(limit)
     )
     if postgresql:
@@ -132,6 +143,7 @@ def since(session: Session, newsletter_ids: list[int], after: Position, limit: i
             email=row.email,
             status=str(row.status),
             at=row.at,
+            action=row.action,
         )
         for row in session.execute(query)
     ]

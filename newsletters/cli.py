@@ -3,7 +3,6 @@
 import io
 import sys
 from contextlib import contextmanager
-from datetime import timedelta
 from urllib.parse import urlsplit
 
 import click
@@ -12,12 +11,25 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 from werkzeug.serving import run_simple
 
-from . import apikeys, catalogue, config, db, editors, exports, imports, migrations, webhooks
+from . import (
+    apikeys,
+    catalogue,
+    config,
+    db,
+    editors,
+    erasure,
+    exports,
+    imports,
+    ledger,
+    migrations,
+    retention,
+    webhooks,
+)
 from .db import utcnow
 from .embed.snippets import snippets
 from .mail import transports, worker
 from .mail.commands import outbox_group
-from .models import IdempotentRequest, Newsletter, Status, Subscription, Token
+from .models import Newsletter, Status, Subscription
 
 
 def main() -> None:
@@ -43,6 +55,8 @@ def register(app: Flask) -> None:
         import_command,
         worker_command,
         purge,
+        erase,
+        consent_group,
         outbox_group,
         apikeys.apikey_group,
         webhooks.webhook_group,
@@ -337,27 +351,57 @@ def worker_command(once):
 @click.command("purge")
 @with_appcontext
 def purge():
-    """Remove expired tokens, pending signups past their life, and old API retry answers."""
+    """Remove expired tokens and stale pending signups, apply the retention settings, record it."""
     session = db.session()
-    now = utcnow()
-    cutoff = now - timedelta(hours=current_app.config["CONFIRM_TTL_HOURS"])
-    pending = session.execute(
-        sa.delete(Subscription).where(
-            Subscription.status == Status.PENDING, Subscription.optin_at < cutoff
-        )
-    ).rowcount
-    expired = session.execute(
-        sa.delete(Token).where(Token.expires_at.is_not(None), Token.expires_at < now)
-    ).rowcount
-    kept_since = now - timedelta(hours=current_app.config["API_IDEMPOTENCY_HOURS"])
-    answers = session.execute(
-        sa.delete(IdempotentRequest).where(IdempotentRequest.created_at < kept_since)
-    ).rowcount
+    summary = retention.purge(session, utcnow())
     session.commit()
-    click.echo(
-        f"purged {pending} pending signups, {expired} expired tokens and {answers} API answers"
-        " kept for retries"
+    click.echo(retention.describe(summary))
+
+
+@click.command("erase")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_appcontext
+def erase(email, yes):
+    """Erase a person: their data gone everywhere, a keyed hash kept on the suppression list."""
+    from .subscriptions import services
+
+    try:
+        address = services.normalise_address(email)
+    except services.InvalidSignup as exc:
+        raise click.BadParameter(exc.message, param_hint="EMAIL") from None
+    if not yes:
+        click.confirm(f"Erase {address} everywhere? This cannot be undone", abort=True)
+    session = db.session()
+    found = erasure.erase(
+        session,
+        address,
+        ledger.Evidence(ip=None, user_agent=None, source="cli"),
+        "erased at the person's request, by an operator (newsletters erase)",
     )
+    session.commit()
+    if found:
+        click.echo(f"erased {address}; its hash is on the suppression list")
+    else:
+        click.echo(f"{address} was not on any list; its hash is on the suppression list")
+
+
+@click.group("consent", help="Check the consent ledger.")
+def consent_group():
+    pass
+
+
+@consent_group.command("verify")
+@with_appcontext
+def consent_verify():
+    """Check every subscription's ledger chain; exit non-zero and name each break."""
+    checked, breaks = ledger.verify(db.session())
+    for found in breaks:
+        click.echo(f"break: {found}")
+    if breaks:
+        click.echo(f"{len(breaks)} breaks in {checked} ledger rows", err=True)
+        sys.exit(1)
+    click.echo(f"the consent ledger holds: {checked} rows checked, no break")
 
 
 @click.command("dev")

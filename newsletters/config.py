@@ -62,6 +62,12 @@ DEFAULTS = {
     "WEBHOOK_TIMEOUT_SECONDS": 10,
     "WEBHOOK_MAX_FAILURES": 12,
     "WEBHOOK_ALLOW_PRIVATE": None,
+    # Retention, applied by `newsletters purge` (None: off). Pending signups are removed this
+    # many days after they were made (off: once their confirmation link has expired, after
+    # CONFIRM_TTL_HOURS); the IP addresses and user agents of consent events and
+    # subscriptions older than RETENTION_EVIDENCE_DAYS are cut to their network / dropped.
+    "RETENTION_PENDING_DAYS": None,
+    "RETENTION_EVIDENCE_DAYS": None,
     "DEMO_NEWSLETTER": True,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
@@ -153,6 +159,15 @@ def load(app: Flask, test_config: dict | None = None) -> None:
         value = app.config[name]
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ConfigError(f"NEWSLETTERS_{name} must be a whole number, got {value!r}")
+    for name in ("RETENTION_PENDING_DAYS", "RETENTION_EVIDENCE_DAYS"):
+        value = app.config[name]
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 1
+        ):
+            raise ConfigError(
+                f"NEWSLETTERS_{name} must be a number of days (1 or more), or unset for off; "
+                f"got {value!r}"
+            )
 
 
 def _check_rate_limit_storage(settings, production: bool) -> None:

@@ -24,7 +24,7 @@ from . import tokens
 from .links import external_url
 from .models import Editor, ExportRecord, Newsletter, Subscriber, Subscription, Token
 
-COLUMNS = (
+SPEC_COLUMNS = (
     "email",
     "name",
     "status",
@@ -36,6 +36,14 @@ COLUMNS = (
     "source",
     "unsubscribe_url",
 )
+# After SPEC's ("more may follow"): the consent evidence of each row. The form text's version
+# (the first 12 hex digits of its SHA-256, as the consent ledger names it), the origin of the
+# page the form was embedded in, and how the subscription was confirmed.
+CONSENT_COLUMNS = ("form_text_version", "source_origin", "confirmation_evidence")
+COLUMNS = SPEC_COLUMNS + CONSENT_COLUMNS
+# The sources of the app's own signups, each confirmed by the link of a mailed confirmation.
+OWN_SOURCES = ("form", "embed", "api")
+VERSION_LENGTH = 12
 STATUSES = ("confirmed", "pending", "unsubscribed", "all")
 FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -54,7 +62,8 @@ _CELL, _ROW = "\x1f", "\x1e"
 _CELL_BYTES, _ROW_BYTES = _CELL.encode(), _ROW.encode()
 # What makes the csv module quote a cell (QUOTE_MINIMAL, SPEC's line ends).
 _NEEDS_QUOTES = re.compile(rb'[,"\r\n]')
-_CELLS = len(COLUMNS) - 1  # the link is Python's
+_CELLS = len(SPEC_COLUMNS) - 1  # the cells before the link, which is Python's
+_TAIL = len(CONSENT_COLUMNS)  # the cells after it
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 _PAD_INNER = bytes(x ^ 0x36 for x in range(256))
 _PAD_OUTER = bytes(x ^ 0x5C for x in range(256))
@@ -91,7 +100,7 @@ def export(
 
 
 def records(session: Session, newsletter: Newsletter, status: str = "confirmed") -> Iterator[dict]:
-    """Yield one dict of SPEC's columns per subscription of ``newsletter`` with ``status``.
+    """Yield one dict of the export's columns per subscription of ``newsletter`` with ``status``.
 
     The values are the export's, as JSON Lines carries them (cells not neutralised). The
     session is committed first: on SQLite its open transaction would hold the write lock for
@@ -214,16 +223,22 @@ class _Reader:
             yield "".join(lines).encode(), len(batch)
 
     def fields(self) -> Iterator[list[dict]]:
-        """Yield each batch as dicts of SPEC's columns, the cells as stored (not neutralised)."""
-        statement = self.statement(*self.cells(guarded=False), *_token_columns())
-        names = COLUMNS[:-1]
+        """Yield each batch as dicts of the export's columns, the cells as stored (unguarded)."""
+        statement = self.statement(
+            *self.cells(guarded=False), *self.consent(guarded=False), *_token_columns()
+        )
+        names, tail = SPEC_COLUMNS[:-1], _CELLS + _TAIL
         raw = self.engine.raw_connection()
         try:
             for rows in self.batches(lambda after: self.rows(raw, statement, after)):
                 cell = self.links.cell
-                links = [cell(_bytes(row[_CELLS]), *row[_CELLS + 1 : -1]) for row in rows]
+                links = [cell(_bytes(row[tail]), *row[tail + 1 : -1]) for row in rows]
                 yield [
-                    dict(zip(names, row[:_CELLS], strict=True), unsubscribe_url=url[1:-2].decode())
+                    dict(
+                        zip(names, row[:_CELLS], strict=True),
+                        unsubscribe_url=url[1:-1].decode(),
+                        **dict(zip(CONSENT_COLUMNS, row[_CELLS:tail], strict=True)),
+                    )
                     for row, url in zip(rows, links, strict=True)
                 ]
         finally:
@@ -253,6 +268,43 @@ class _Reader:
             text(Subscription.confirm_ip),
             text(stamp(Subscription.unsubscribed_at)),
             typed(Subscription.source),
+        ]
+
+    def consent(self, guarded: bool, empty: bool = True) -> list[sa.ColumnElement]:
+        """Return the expressions of the consent columns, as text (see ``cells()``).
+
+        The confirmation's evidence is told from the subscription's own columns, with no
+        look into the ledger (a probe a row): a confirmation time on a signup of the app's
+        own, or one that was mailed a confirmation link, is the link's; any other came with
+        an imported file.
+        """
+
+        def text(value):
+            return _coalesced(value) if empty else value
+
+        confirmed_at = self.stamp(Subscription.confirmed_at)
+        from_ip = _coalesced(sa.literal(" from ", sa.String).concat(_cell(Subscription.confirm_ip)))
+        source = sa.type_coerce(Subscription.source, sa.String)
+        evidence = sa.case(
+            (Subscription.confirmed_at.is_(None), sa.null()),
+            (
+                sa.or_(
+                    source.in_([sa.literal(own) for own in OWN_SOURCES]),
+                    Subscription.confirmation_mailed_at.is_not(None),
+                ),
+                sa.literal("double opt-in link followed at ", sa.String)
+                .concat(confirmed_at)
+                .concat(from_ip),
+            ),
+            else_=sa.literal("imported as confirmed at ", sa.String)
+            .concat(confirmed_at)
+            .concat(from_ip),
+        )
+        origin = text(Subscription.origin)
+        return [
+            text(sa.func.substr(Subscription.text_digest, 1, VERSION_LENGTH, type_=sa.String)),
+            _guarded(origin, self.dialect) if guarded else origin,
+            text(evidence),
         ]
 
     def query(self, *columns: sa.ColumnElement) -> sa.Select:
@@ -320,11 +372,12 @@ class _SQLiteLines:
     """Yield a list's CSV lines on SQLite, a batch at a time, with its number of rows.
 
     A batch is one row: SQLite's group_concat joins the batch's lines (their cells joined
-    with ``_CELL``, formula-guarded) and its tokens, so that the sqlite3 module hands over a
-    batch, not a row at a time (its cost per row was most of an export's), and Python splits
-    it in one call. The lines become CSV by one replace, but for those holding a comma, a
-    quote or a line break: the csv module quotes these. A batch that cannot be split for sure
-    (a cell that holds a separator itself) is read again row by row.
+    with ``_CELL``, formula-guarded), its tokens and the lines' consent cells (after the
+    link, joined the same way), so that the sqlite3 module hands over a batch, not a row at
+    a time (its cost per row was most of an export's), and Python splits it in one call. The
+    lines become CSV by one replace, but for those holding a comma, a quote or a line break:
+    the csv module quotes these. A batch that cannot be split for sure (a cell that holds a
+    separator itself) is read again row by row.
     """
 
     def __init__(self, reader: _Reader):
@@ -333,23 +386,29 @@ class _SQLiteLines:
         line = sa.func.printf(
             _CELL.join(["%s"] * _CELLS), *reader.cells(guarded=True, empty=False), type_=sa.String
         )
+        tail = sa.func.printf(
+            _CELL.join(["%s"] * _TAIL), *reader.consent(guarded=True, empty=False), type_=sa.String
+        )
         purpose_salt, key_id, digest = _token_columns()
         rows = reader.query(
             line.label("line"),
             _coalesced(purpose_salt).label("purpose_salt"),
             _coalesced(key_id).label("key_id"),
             _coalesced(digest).label("digest"),
+            tail.label("tail"),
         ).subquery()
         # An aggregate over a subquery with a LIMIT reads that subquery's rows in its order
         # (SQLite does not flatten such a subquery into it): the lines come in id order.
         self.statement = reader.compiled(
             sa.select(
                 sa.func.count(),
-                *(sa.func.group_concat(column, _ROW) for column in list(rows.c)[:4]),
+                *(sa.func.group_concat(column, _ROW) for column in list(rows.c)[:5]),
                 sa.func.max(rows.c.id),
             )
         )
-        self.by_row = reader.statement(*reader.cells(guarded=True), *_token_columns())
+        self.by_row = reader.statement(
+            *reader.cells(guarded=True), *reader.consent(guarded=True), *_token_columns()
+        )
         self.buffer = io.StringIO()
         # The csv module quotes a cell holding a character of the line's end: keep SPEC's.
         self.writer = csv.writer(self.buffer, lineterminator="\r\n")
@@ -360,12 +419,14 @@ class _SQLiteLines:
         connection = raw.driver_connection
         connection.text_factory = bytes  # the lines stay bytes, as they are written
         try:
-            for heads, purpose_salts, key_ids, digests in self.reader.batches(
+            for heads, purpose_salts, key_ids, digests, tails in self.reader.batches(
                 lambda after: self._batch(raw, after)
             ):
-                lines = [b""] * (2 * len(heads))
-                lines[0::2] = heads
-                lines[1::2] = map(link, purpose_salts, key_ids, digests)
+                # Four pieces a line: SPEC's cells, ",link,", the consent cells, its end.
+                lines = [b"\r\n"] * (4 * len(heads))
+                lines[0::4] = heads
+                lines[1::4] = map(link, purpose_salts, key_ids, digests)
+                lines[2::4] = tails
                 yield b"".join(lines), len(heads)
         finally:
             connection.text_factory = str
@@ -380,18 +441,20 @@ class _SQLiteLines:
         return batch, row[0], row[-1]
 
     def _split(self, row: tuple) -> tuple | None:
-        """Return a batch's heads and tokens, or None if it cannot be split for sure."""
-        rows, lines, *tokens, _ = row
+        """Return a batch's heads, tokens and tails, or None if it cannot be split for sure."""
+        rows, lines, *tokens, tails, _ = row
         if not rows:
             return ()
-        heads = self._heads(lines, rows)
+        heads = self._lines(lines, rows, _CELLS)
+        tails = self._lines(tails, rows, _TAIL)
         tokens = [column.split(_ROW_BYTES) for column in tokens]
-        if heads is None or any(len(column) != rows for column in tokens):
+        if heads is None or tails is None or any(len(column) != rows for column in tokens):
             return None
-        return heads, *tokens
+        return heads, *tokens, tails
 
-    def _heads(self, lines: bytes, rows: int) -> list[bytes] | None:
-        if lines.count(_CELL_BYTES) != (_CELLS - 1) * rows or lines.count(_ROW_BYTES) != rows - 1:
+    def _lines(self, lines: bytes, rows: int, cells: int) -> list[bytes] | None:
+        """Return the CSV of each of ``rows`` lines of ``cells`` cells joined with _CELL."""
+        if lines.count(_CELL_BYTES) != (cells - 1) * rows or lines.count(_ROW_BYTES) != rows - 1:
             return None  # a cell holds a separator itself
         heads = lines.replace(_CELL_BYTES, b",").split(_ROW_BYTES)
         if _NEEDS_QUOTES.search(lines):
@@ -406,9 +469,11 @@ class _SQLiteLines:
 
     def _by_row(self, raw, after: int) -> tuple[tuple, int, int | None]:
         rows, count, last = self.reader.rows(raw, self.by_row, after)
+        tail = _CELLS + _TAIL
         heads = [self._csv([cell.decode() for cell in row[:_CELLS]]) for row in rows]
-        tokens = [[row[i] for row in rows] for i in range(_CELLS, _CELLS + 3)]
-        return (heads, *tokens), count, last
+        tails = [self._csv([cell.decode() for cell in row[_CELLS:tail]]) for row in rows]
+        tokens = [[row[i] for row in rows] for i in range(tail, tail + 3)]
+        return (heads, *tokens, tails), count, last
 
 
 class _PostgreSQLLines:
@@ -417,15 +482,23 @@ class _PostgreSQLLines:
     Each batch is one ``COPY (SELECT …) TO STDOUT (FORMAT csv)``: PostgreSQL quotes exactly
     as the csv module does (a cell with a comma, quote, CR or LF; quotes doubled), once empty
     cells are NULLs, which it leaves unquoted as the csv module leaves empty strings. The
-    token's columns and the id ride at the end of each line; none can hold a comma. Each
-    line's link is derived as it arrives, while the server goes on with the next lines.
+    token's columns and the id ride at the end of each line; none can hold a comma. Before
+    them come the consent cells, which the link goes in front of: found by the line's last
+    commas when none of them holds a quote (a quoted cell would), else by the csv module.
+    Each line's link is derived as it arrives, while the server goes on with the next lines.
     """
 
     def __init__(self, reader: _Reader):
         self.reader = reader
-        cells = [_cell(cell) for cell in reader.cells(guarded=True, empty=False)]
+        cells = [
+            _cell(cell)
+            for cell in reader.cells(guarded=True, empty=False)
+            + reader.consent(guarded=True, empty=False)
+        ]
         self.statement = reader.statement(*cells, *_token_columns())
         self.rows = reader.size * _CHUNKS_PER_COPY
+        self.buffer = io.StringIO()
+        self.writer = csv.writer(self.buffer, lineterminator="\r\n")
 
     def __iter__(self) -> Iterator[tuple[bytes, int]]:
         raw = self.reader.engine.raw_connection()
@@ -453,16 +526,32 @@ class _PostgreSQLLines:
                 parameters = self.reader.parameters(self.statement, after, self.rows)
                 with cursor.copy(sql, parameters) as copy:
                     for line in copy:  # one line a message, ending in \n; NULL cells empty
-                        head, purpose_salt, key_id, digest, last = bytes(line[:-1]).rsplit(b",", 4)
+                        cells, purpose_salt, key_id, digest, last = bytes(line[:-1]).rsplit(b",", 4)
+                        # The commas before the consent cells, unless one of these is quoted.
+                        cut = cells.rfind(b",", 0, cells.rfind(b",", 0, cells.rfind(b",")))
+                        tail = cells[cut + 1 :]
+                        if b'"' in tail:
+                            head, tail = self._parsed(cells, encoding)
+                        else:
+                            head, tail = cells[:cut], tail + b"\r\n"
                         append(head)
                         append(link(purpose_salt, key_id, digest))
-                        if len(lines) == 2 * chunk:
+                        append(tail)
+                        if len(lines) == 3 * chunk:
                             yield _utf8(b"".join(lines), encoding), chunk, int(last)
                             lines.clear()
             if lines:
-                yield _utf8(b"".join(lines), encoding), len(lines) // 2, int(last)
+                yield _utf8(b"".join(lines), encoding), len(lines) // 3, int(last)
         finally:
             connection.commit()
+
+    def _parsed(self, line: bytes, encoding: str) -> tuple[bytes, bytes]:
+        """Return the CSV of SPEC's cells of ``line`` and of its consent cells (csv module)."""
+        [cells] = csv.reader([line.decode(encoding)])
+        self.writer.writerow(cells[:_CELLS])
+        head = _drain(self.buffer)[:-2]
+        self.writer.writerow(cells[_CELLS:])
+        return head.encode(encoding), _drain(self.buffer).encode(encoding)
 
 
 class _Links:
@@ -488,7 +577,7 @@ class _Links:
             self.pads[None] = self.pads[""] = self.pads[b""] = _hmac_pads(keys[0].encode())
 
     def cell(self, purpose_salt: bytes | None, key_id, digest) -> bytes:
-        """Return the token's CSV cell, with the comma before it and the line's end."""
+        """Return the token's CSV cell, with the commas before and after it."""
         pair = self.pads.get(key_id) if purpose_salt else None
         if pair is None:
             return self._rare(purpose_salt, key_id, digest)
@@ -497,15 +586,15 @@ class _Links:
         outer = pair[1].copy()
         outer.update(inner.digest())
         secret = binascii.b2a_base64(outer.digest(), newline=False)[:-1].translate(_URLSAFE)
-        return self.prefix + secret + b"\r\n"
+        return self.prefix + secret + b","
 
     def _rare(self, purpose_salt: bytes | None, key_id, digest) -> bytes:
         # Empty for a row without a token, or whose token's key is no longer honoured.
         if not purpose_salt:
-            return b",\r\n"
+            return b",,"
         purpose, _, salt = purpose_salt.decode().partition(":")
         secret = self.derive(purpose, salt, _text(key_id) or None, _text(digest) or "")
-        return self.prefix + secret.encode() + b"\r\n" if secret else b",\r\n"
+        return self.prefix + secret.encode() + b"," if secret else b",,"
 
 
 def _hmac_pads(key: bytes) -> tuple:

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import Session
 
-from . import tokens
+from . import erasure, ledger, tokens
 from .db import utcnow
 from .exports import COLUMNS, FORMULA_STARTS
 from .models import SOURCE_MAX_LENGTH, Newsletter, Source, Status, TokenPurpose
@@ -85,6 +85,7 @@ STAGED = (
     "digest",
 )
 LINE, EMAIL, NAME, STATUS, SOURCE = range(5)
+OPTIN_IP, DETAIL = STAGED.index("optin_ip"), STAGED.index("detail")
 
 
 class ImportRefused(ValueError):
@@ -357,6 +358,10 @@ def _unneutralised(value: str) -> str:
     return value
 
 
+# Why a row of an erased address is not taken (see erasure): only its owner may bring it back.
+ERASED = "erased at its owner's request; only their own new signup, confirmed, can bring it back"
+
+
 def _repeated(first: int) -> str:
     return f"the address is on line {first} already; only its first row counts"
 
@@ -445,9 +450,11 @@ def _detail(
         f"{column}={value}"
         for column, value in (
             ("optin_at", optin_at and optin_at[1]),
-            ("optin_ip", optin_ip),
+            # IPs are named, not written out: the ledger keeps the opt-in IP in its own
+            # field, which erasure and the retention settings can blank; a detail stays.
+            ("optin_ip", optin_ip and "given"),
             ("confirmed_at", confirmed_at and confirmed_at[1]),
-            ("confirm_ip", confirm_ip),
+            ("confirm_ip", confirm_ip and "given"),
             ("unsubscribed_at", unsubscribed_at and unsubscribed_at[1]),
         )
         if value
@@ -478,7 +485,13 @@ def _store(
     """Write one batch and report its rows not taken; with confirmations, sign pending ones up."""
     if not batch.rows:
         return
-    repeated, in_the_way = writer.write(batch.rows)
+    erased = erasure.erased_among(session, batch.lines)
+    if erased:
+        _refuse_erased(batch, erased, report)
+        if not batch.rows:
+            return
+    repeated, in_the_way, added = writer.write(batch.rows)
+    _record_imported(session, newsletter, batch, added)
     for line, first in repeated:
         report.refused.append(RefusedRow(line, _shown(batch.given[line]), _repeated(first)))
     earlier = dict(repeated)
@@ -499,6 +512,41 @@ def _store(
         skipped = {line for line, _ in repeated} | in_the_way.keys()
         pending = [r for r in batch.rows if r[STATUS] == PENDING and r[LINE] not in skipped]
         report.mails_queued += _sign_up(session, newsletter, pending)
+
+
+def _refuse_erased(batch: _Batch, erased: set[str], report: ImportReport) -> None:
+    """Take the rows of erased addresses, and the rows repeating them, out of ``batch``."""
+    for row in batch.rows:
+        if row[EMAIL] in erased:
+            report.refused.append(RefusedRow(row[LINE], _shown(batch.given[row[LINE]]), ERASED))
+    for line, email in batch.repeats:
+        if email in erased:
+            report.refused.append(RefusedRow(line, _shown(batch.given[line]), ERASED))
+    batch.rows = [row for row in batch.rows if row[EMAIL] not in erased]
+    batch.repeats = [(line, email) for line, email in batch.repeats if email not in erased]
+
+
+def _record_imported(
+    session: Session, newsletter: Newsletter, batch: "_Batch", added: list[tuple[int, int, int]]
+) -> None:
+    """Append the ledger row of each subscription this batch added: that it was imported."""
+    rows = {row[LINE]: row for row in batch.rows}
+    ledger.record(
+        session,
+        (
+            ledger.Entry(
+                subscription_id=subscription_id,
+                subscriber_id=subscriber_id,
+                newsletter_id=newsletter.id,
+                action=ledger.Action.IMPORTED,
+                status=Status(rows[line][STATUS]),
+                evidence=ledger.Evidence(ip=rows[line][OPTIN_IP], user_agent=None, source=IMPORT),
+                detail=rows[line][DETAIL],
+            )
+            for line, subscription_id, subscriber_id in added
+        ),
+        new=True,
+    )
 
 
 def _sign_up(session: Session, newsletter: Newsletter, rows: list[tuple]) -> int:
@@ -558,11 +606,15 @@ class _Writer:
             "key_id": tokens.key_id(current_app.config["SECRET_KEY"]),
         }
 
-    def write(self, rows: list[tuple]) -> tuple[list[tuple[int, int]], dict[int, str | None]]:
-        """Write ``rows``; return those repeating an earlier batch's address, and those not taken.
+    def write(
+        self, rows: list[tuple]
+    ) -> tuple[list[tuple[int, int]], dict[int, str | None], list[tuple[int, int, int]]]:
+        """Write ``rows``; return those repeating an earlier batch's address, those not taken,
+        and those added.
 
         The first is a list of (line, line of the address's first row); the second maps a
-        line to the status of the subscription already there (None if it vanished meanwhile).
+        line to the status of the subscription already there (None if it vanished meanwhile);
+        the third lists (line, subscription id, subscriber id) of the subscriptions added.
         """
         raise NotImplementedError
 
@@ -597,14 +649,21 @@ class _PostgreSQLWriter(_Writer):
             lines = [line for line, _ in repeated]
             connection.execute(_DROP_LINES, {"lines": lines})
         connection.execute(_PG_SUBSCRIBERS, self.values)
-        in_the_way = dict(connection.execute(self.main, self.values).all())
+        in_the_way, added = {}, []
+        for line, status, subscription_id, subscriber_id in connection.execute(
+            self.main, self.values
+        ):
+            if subscription_id is None:
+                in_the_way[line] = status
+            else:
+                added.append((line, subscription_id, subscriber_id))
         # A signup that committed while this statement waited for it is not in the statement's
         # snapshot: read those subscriptions again, now that they are committed.
         unseen = [line for line, status in in_the_way.items() if status is None]
         if unseen:
             found = connection.execute(_PG_STATUS, self.values | {"lines": unseen})
             in_the_way.update(found.all())
-        return repeated, in_the_way
+        return repeated, in_the_way, added
 
 
 def _quoted(sequence: str) -> str:
@@ -642,10 +701,11 @@ INSERT INTO subscriber (email, created_at, mails_in_window)
 SELECT email, :now, 0 FROM import_row ORDER BY email
 ON CONFLICT (email) DO NOTHING""")
 # Subscriptions in file order (an export lists them so), each with its unsubscribe token (id
-# drawn from the token sequence) and consent event, also in file order; then the rows not
-# taken, with the status of the subscription in their way (NULL when it committed while this
-# statement ran). The foreign keys are checked at the end of the statement, when every row
-# is in. Lookups are scalar subqueries, which PostgreSQL runs as one index probe a row: in
+# drawn from the token sequence), also in file order; then every row: those added with their
+# subscription's id, the others with the status of the subscription in their way (NULL when
+# it committed while this statement ran). The ledger's rows follow from Python, which
+# chains them (ledger.record). The foreign keys are checked at the end of the statement, when
+# every row is in. Lookups are scalar subqueries, which PostgreSQL runs as one index probe a row: in
 # the middle of an import the statistics do not know the rows it added, and a join would be
 # planned as a scan of the whole table for every batch.
 _PG_MAIN = """
@@ -664,17 +724,13 @@ WITH batch AS MATERIALIZED (
     INSERT INTO token (id, purpose, subscriber_id, salt, key_id, digest, created_at)
     SELECT a.unsubscribe_token_id, 'unsubscribe', a.subscriber_id, b.salt, :key_id, b.digest, :now
     FROM added AS a JOIN batch AS b USING (subscriber_id) ORDER BY b.line
-), events AS (
-    INSERT INTO consent_event (subscription_id, status, at, source, detail)
-    SELECT a.id, b.status, :now, 'import', b.detail
-    FROM added AS a JOIN batch AS b USING (subscriber_id) ORDER BY b.line
 )
-SELECT b.line, (
+SELECT b.line, CASE WHEN a.id IS NULL THEN (
     SELECT status FROM subscription
     WHERE newsletter_id = :newsletter AND subscriber_id = b.subscriber_id
-)
+) END, a.id, b.subscriber_id
 FROM batch AS b LEFT JOIN added AS a USING (subscriber_id)
-WHERE a.id IS NULL"""
+ORDER BY b.line"""
 _PG_STATUS = sa.text("""
 SELECT line, status FROM (
     SELECT r.line, (
@@ -718,8 +774,8 @@ class _SQLiteWriter(_Writer):
             connection.execute(_DROP_LINES, {"lines": list(in_the_way)})
         connection.execute(_SQLITE_TOKENS, values)
         connection.execute(_SQLITE_SUBSCRIPTIONS, values)
-        connection.execute(_SQLITE_EVENTS, values)
-        return repeated, in_the_way
+        added = connection.execute(_SQLITE_ADDED, values).all()
+        return repeated, in_the_way, added
 
     def finish(self) -> None:
         # Temporary tables outlive the transaction on SQLite, and the pool keeps connections.
@@ -764,9 +820,8 @@ SELECT :newsletter, r.subscriber_id, r.status, r.name, r.source, r.optin_at, r.o
     r.confirmed_at, r.confirm_ip, r.unsubscribed_at, t.id, :now
 FROM temp.import_row AS r CROSS JOIN token AS t WHERE t.digest = r.digest
 ORDER BY r.line""")
-_SQLITE_EVENTS = sa.text("""
-INSERT INTO consent_event (subscription_id, status, at, source, detail)
-SELECT s.id, r.status, :now, 'import', r.detail
+_SQLITE_ADDED = sa.text("""
+SELECT r.line, s.id, s.subscriber_id
 FROM temp.import_row AS r CROSS JOIN subscription AS s
 WHERE s.newsletter_id = :newsletter AND s.subscriber_id = r.subscriber_id
 ORDER BY r.line""")

@@ -20,7 +20,9 @@ from gunicorn.glogging import Logger
 # Every route whose path carries a link secret; tests/test_access_logs.py checks that each
 # route with a <token> is here. A percent-encoded slash counts too: werkzeug decodes it
 # before routing, so `/confirm%2F<token>` opens the same link.
-SECRET_SEGMENT = re.compile(r"(/(?:confirm|unsubscribe|preferences)(?:/|%2f))[^/?#\s\"]+", re.I)
+SECRET_SEGMENT = re.compile(
+    r"(/(?:confirm|unsubscribe|preferences(?:/|%2f)data|preferences)(?:/|%2f))[^/?#\s\"]+", re.I
+)
 MASK = r"\1[token]"
 
 

@@ -41,6 +41,10 @@ SOURCE_MAX_LENGTH = 64
 class TokenPurpose(enum.StrEnum):
     CONFIRM = "confirm"
     UNSUBSCRIBE = "unsubscribe"
+    # A preference-centre link mailed on request ("send me my link"): expires.
+    PREFERENCES = "preferences"
+    # A link to download one's own data, mailed from the preference centre: expires.
+    DATA = "data"
 
 
 class OutboxKind(enum.StrEnum):
@@ -48,6 +52,10 @@ class OutboxKind(enum.StrEnum):
 
     # Mails: rendered by mail/messages.py, sent by the mail worker's SMTP delivery.
     CONFIRM = "confirm"
+    REMINDER = "reminder"  # the one reminder of an unconfirmed signup: the same link again
+    WELCOME = "welcome"  # after a confirmation, with the consent receipt
+    PREFERENCES_LINK = "preferences_link"  # "send me my link"
+    DATA_LINK = "data_link"  # the link to download one's data
     WEBHOOK_PAUSED = "webhook_paused"  # to a newsletter's editors
     # A webhook's POST (webhook_id set): sent by webhooks/delivery.py, in order per webhook.
     WEBHOOK = "webhook"
@@ -93,6 +101,14 @@ class Newsletter(Base):
     # The editor's own words at the top of the confirmation mail (never the signer's).
     confirm_body: Mapped[str | None] = mapped_column(sa.Text)
     sender_name: Mapped[str | None] = mapped_column(sa.String(200))
+    # The mail after a confirmation: off unless an editor turns it on; their words, or ours.
+    welcome_enabled: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    welcome_subject: Mapped[str | None] = mapped_column(sa.String(200))
+    welcome_body: Mapped[str | None] = mapped_column(sa.Text)
+    # One reminder of a signup still unconfirmed after this many hours; None: none is sent.
+    reminder_hours: Mapped[int | None] = mapped_column()
+    reminder_subject: Mapped[str | None] = mapped_column(sa.String(200))
+    reminder_body: Mapped[str | None] = mapped_column(sa.Text)
     # Origins (https://www.example.com) whose pages may embed the form, read the widget's
     # answers and be returned to after a signup; empty: any page may embed, none is returned to.
     allowed_origins: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
@@ -126,6 +142,8 @@ class Subscriber(Base):
     """One person, by address: lower-cased and normalised, so unique."""
 
     __tablename__ = "subscriber"
+    # Ids are never reused on SQLite either: the consent ledger names subscribers by id.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(sa.String(320), unique=True)
@@ -162,6 +180,8 @@ class Subscription(Base):
         sa.Index("ix_subscription_optins", "newsletter_id", "optin_at", "confirmed_at"),
         sa.Index("ix_subscription_confirmations", "newsletter_id", "confirmed_at"),
         sa.Index("ix_subscription_unsubscribes", "newsletter_id", "unsubscribed_at"),
+        # Ids are never reused on SQLite either: the consent ledger's chains are by id.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -180,10 +200,16 @@ class Subscription(Base):
     optin_ip: Mapped[str | None] = mapped_column(sa.String(45))
     optin_user_agent: Mapped[str | None] = mapped_column(sa.String(512))
     form_text: Mapped[str | None] = mapped_column(sa.Text)
+    # The version of the form text agreed to (its digest in consent_text) and the origin of
+    # the page the form was embedded in: the export's consent columns.
+    text_digest: Mapped[str | None] = mapped_column(sa.String(64))
+    origin: Mapped[str | None] = mapped_column(sa.String(255))
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confirm_ip: Mapped[str | None] = mapped_column(sa.String(45))
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confirmation_mailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the one reminder of an unconfirmed signup was queued (see Newsletter.reminder_hours).
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     unsubscribe_token_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("token.id", ondelete="SET NULL"), index=True
     )
@@ -192,8 +218,12 @@ class Subscription(Base):
     newsletter: Mapped[Newsletter] = relationship()
     subscriber: Mapped[Subscriber] = relationship(back_populates="subscriptions")
     unsubscribe_token: Mapped["Token | None"] = relationship(foreign_keys=[unsubscribe_token_id])
+    # The consent ledger's rows of this subscription, read only: the ledger is written by
+    # ``ledger.record`` alone, and outlives the subscription.
     events: Mapped[list["ConsentEvent"]] = relationship(
-        back_populates="subscription", order_by="ConsentEvent.at"
+        primaryjoin="Subscription.id == foreign(ConsentEvent.subscription_id)",
+        order_by="ConsentEvent.id",
+        viewonly=True,
     )
 
 
@@ -216,6 +246,22 @@ class SignupRequest(Base):
     user_agent: Mapped[str | None] = mapped_column(sa.String(512))
     source: Mapped[str] = mapped_column(sa.String(64))
     form_text: Mapped[str | None] = mapped_column(sa.Text)
+    origin: Mapped[str | None] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LinkRequest(Base):
+    """A reader's "send me my link", as the request accepted it: one INSERT, whoever asks.
+
+    The worker mails a preference-centre link if the address is on any list, and nothing
+    otherwise, then deletes the row: the answer tells nobody whether an address is known.
+    """
+
+    __tablename__ = "link_request"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(320))
+    ip: Mapped[str | None] = mapped_column(sa.String(45))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -247,22 +293,52 @@ class Token(Base):
     subscriptions: Mapped[list[Subscription]] = relationship(secondary=token_subscription)
 
 
+class ConsentText(Base):
+    """A text a reader was shown when agreeing (a form's wording), stored once, by hash."""
+
+    __tablename__ = "consent_text"
+
+    digest: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    text: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class ConsentEvent(Base):
-    """One change of a subscription, with who asked for it from where: the audit trail."""
+    """A row of the consent ledger: one event of a subscription, chained to the one before.
+
+    Written only by ``ledger.record``; never updated (but for the redaction of its personal
+    fields) nor deleted, which triggers enforce (migration 0013). It names its subscription,
+    subscriber and newsletter by id without foreign keys, so it outlives all three.
+    """
 
     __tablename__ = "consent_event"
-    __table_args__ = (sa.Index("ix_consent_event_feed", "txid", "id"),)
+    __table_args__ = (
+        sa.Index("ix_consent_event_feed", "txid", "id"),
+        sa.Index("ix_consent_event_chain", "subscription_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    subscription_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("subscription.id", ondelete="CASCADE"), index=True
-    )
+    subscription_id: Mapped[int] = mapped_column()
+    subscriber_id: Mapped[int | None] = mapped_column(index=True)
+    newsletter_id: Mapped[int | None] = mapped_column()
+    # What happened (ledger.Action) and the status it left the subscription in.
+    action: Mapped[str | None] = mapped_column(sa.String(20))
     status: Mapped[Status] = mapped_column(_enum(Status))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Personal: blanked by erasure, cut to a network after RETENTION_EVIDENCE_DAYS.
     ip: Mapped[str | None] = mapped_column(sa.String(45))
     user_agent: Mapped[str | None] = mapped_column(sa.String(512))
-    source: Mapped[str | None] = mapped_column(sa.String(20))
+    source: Mapped[str | None] = mapped_column(sa.String(64))
+    origin: Mapped[str | None] = mapped_column(sa.String(255))
+    # The form text shown (consent_text.digest), the form's version.
+    text_digest: Mapped[str | None] = mapped_column(sa.String(64))
     detail: Mapped[str | None] = mapped_column(sa.Text)
+    # The personal fields enter the hash as this salted digest; the salt goes with them.
+    salt: Mapped[str | None] = mapped_column(sa.String(32))
+    evidence_digest: Mapped[str | None] = mapped_column(sa.String(64))
+    prev_hash: Mapped[str | None] = mapped_column(sa.String(64))
+    hash: Mapped[str | None] = mapped_column(sa.String(64))
+    redacted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # On PostgreSQL the id of the transaction that wrote the event (its default,
     # pg_current_xact_id(), migration 0012): the change feed orders events by (txid, id) and
     # hands out only those of finished transactions, so a reader never skips an event that
@@ -271,7 +347,29 @@ class ConsentEvent(Base):
     # column out of its INSERTs (without it, it writes NULL and PostgreSQL's default is lost).
     txid: Mapped[int | None] = mapped_column(sa.BigInteger, server_default=sa.FetchedValue())
 
-    subscription: Mapped[Subscription] = relationship(back_populates="events")
+
+class ErasedAddress(Base):
+    """An erased person's address, as a keyed hash: no import or API call brings it back.
+
+    ``digest`` is HMAC-SHA256 of the address under the secret key (``erasure.digest``): the
+    address cannot be read back, only recognised. A new signup by the person, confirmed,
+    removes the row.
+    """
+
+    __tablename__ = "erased_address"
+
+    digest: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PurgeRun(Base):
+    """One run of ``newsletters purge``: when, and what it removed or cut, for the record."""
+
+    __tablename__ = "purge_run"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    summary: Mapped[dict] = mapped_column(sa.JSON)
 
 
 class OutboxMessage(Base):

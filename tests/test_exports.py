@@ -22,10 +22,11 @@ from newsletters.models import (
     TokenPurpose,
 )
 
-HEADER = (
+SPEC_HEADER = (
     "email,name,status,optin_at,optin_ip,confirmed_at,confirm_ip,unsubscribed_at,source,"
     "unsubscribe_url"
 )
+HEADER = SPEC_HEADER + ",form_text_version,source_origin,confirmation_evidence"
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
@@ -64,11 +65,14 @@ def subscription_of(session, email):
     return session.scalar(sa.select(Subscription).join(Subscriber).where(Subscriber.email == email))
 
 
-def test_csv_header_is_exactly_the_spec_columns_even_for_an_empty_list(runner, newsletter):
+def test_csv_header_is_the_spec_columns_then_the_consent_columns_even_for_an_empty_list(
+    runner, newsletter
+):
     result = runner.invoke(args=["export", "briefing"])
     assert result.exit_code == 0, result.output
     assert result.stdout_bytes == (HEADER + "\r\n").encode()
     assert ",".join(exports.COLUMNS) == HEADER
+    assert HEADER.startswith(SPEC_HEADER + ",")
 
 
 def test_one_row_per_subscription_with_its_evidence(app, client, runner, newsletter, session):
@@ -87,6 +91,56 @@ def test_one_row_per_subscription_with_its_evidence(app, client, runner, newslet
     assert row["optin_at"] == stored.optin_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert row["confirmed_at"] == stored.confirmed_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert row["unsubscribed_at"] == ""
+    assert row["form_text_version"] == stored.text_digest[:12]
+    assert len(row["form_text_version"]) == 12
+    assert row["source_origin"] == ""
+    assert row["confirmation_evidence"] == (
+        f"double opt-in link followed at {row['confirmed_at']} from 198.51.100.9"
+    )
+
+
+def test_consent_columns_name_the_embedding_page_and_say_what_confirmed_each_row(
+    app, client, runner, newsletter, session
+):
+    client.post(
+        "/n/briefing/subscribe",
+        data={"email": "embedded@example.com"},
+        headers={"Origin": "https://blog.example.net"},
+    )
+    client.post(
+        "/n/briefing/subscribe",
+        data={"email": "waiting@example.com"},
+        headers={"Referer": "https://shop.example.org:8443/page?x=1"},
+    )
+    confirm(app, client, session, "embedded@example.com", ip="2001:db8::5")
+    imported = "email,status,confirmed_at,confirm_ip,source\r\n" + (
+        "old@example.com,confirmed,2020-01-02T03:04:05Z,192.0.2.1,legacy-list\r\n"
+        "bare@example.com,confirmed,2020-01-02T03:04:05Z,,\r\n"
+    )
+    result = runner.invoke(args=["import", "briefing", "-"], input=imported)
+    assert result.exit_code == 0, result.output
+
+    rows = {row["email"]: row for row in export_rows(runner, "--status", "all")}
+
+    embedded = rows["embedded@example.com"]
+    assert embedded["source_origin"] == "https://blog.example.net"
+    assert embedded["confirmation_evidence"] == (
+        f"double opt-in link followed at {embedded['confirmed_at']} from 2001:db8::5"
+    )
+    assert rows["waiting@example.com"]["source_origin"] == "https://shop.example.org:8443"
+    assert rows["waiting@example.com"]["confirmation_evidence"] == ""
+    assert rows["old@example.com"]["confirmation_evidence"] == (
+        "imported as confirmed at 2020-01-02T03:04:05Z from 192.0.2.1"
+    )
+    assert rows["bare@example.com"]["confirmation_evidence"] == (
+        "imported as confirmed at 2020-01-02T03:04:05Z"
+    )
+    assert rows["old@example.com"]["form_text_version"] == ""
+    assert rows["old@example.com"]["source_origin"] == ""
+    # JSON Lines carry the same three fields.
+    lines = export_text(runner, "--status", "all", "--format", "jsonl").splitlines()
+    objects = {o["email"]: o for o in map(json.loads, lines)}
+    assert objects["embedded@example.com"] == embedded
 
 
 def test_timestamps_are_iso_8601_utc_and_empty_where_unknown(
@@ -333,6 +387,19 @@ MOMENTS = [
     datetime(2000, 1, 1, tzinfo=UTC),
     datetime(2026, 6, 15, 12, 30, 45, 123456, tzinfo=UTC),
 ]
+# What a hand edit may have left in the consent columns' sources, beside what the app writes.
+ORIGINS = [
+    None,
+    "https://blog.example.net",
+    "",
+    "http://a,b.example",
+    'http://say"hi".example',
+    "=cmd",
+    "http://two\nlines",
+    "http://unit\x1fsep",
+    "http://carriage\rreturn",
+]
+DIGESTS = [None, "0123456789abcdef" * 4, "", "short"]
 OLD_KEY = "an-old-key-longer-than-a-sha256-block-" + "x" * 40
 DROPPED_KEY = "a-key-nobody-honours-any-more"
 
@@ -367,6 +434,9 @@ def add_varied_rows(session, newsletter_id, current_key, rows=300):
                 confirm_ip=IPS[(i + 2) % 5],
                 unsubscribed_at=MOMENTS[(i + 3) % 4],
                 unsubscribe_token=token,
+                origin=ORIGINS[i % len(ORIGINS)],
+                text_digest=DIGESTS[i % len(DIGESTS)],
+                confirmation_mailed_at=MOMENTS[(i // 2) % 4],
             )
         )
     session.commit()
@@ -386,6 +456,19 @@ def reference_rows(session, newsletter_id, status):
     if status != "all":
         query = query.where(Subscription.status == Status(status))
     session.expire_all()
+
+    def confirmation(subscription):
+        if subscription.confirmed_at is None:
+            return ""
+        how = (
+            "double opt-in link followed"
+            if subscription.source in ("form", "embed", "api")
+            or subscription.confirmation_mailed_at is not None
+            else "imported as confirmed"
+        )
+        ip = f" from {subscription.confirm_ip}" if subscription.confirm_ip else ""
+        return f"{how} at {iso(subscription.confirmed_at)}{ip}"
+
     for subscription in session.scalars(query):
         token = subscription.unsubscribe_token
         secret = tokens.secret_for(token) if token is not None else None
@@ -400,6 +483,9 @@ def reference_rows(session, newsletter_id, status):
             "unsubscribed_at": iso(subscription.unsubscribed_at),
             "source": subscription.source or "",
             "unsubscribe_url": f"https://news.example.org/unsubscribe/{secret}" if secret else "",
+            "form_text_version": (subscription.text_digest or "")[:12],
+            "source_origin": subscription.origin or "",
+            "confirmation_evidence": confirmation(subscription),
         }
 
 
@@ -411,7 +497,9 @@ def reference_csv(rows) -> bytes:
         writer.writerow(
             [
                 "'" + value
-                if column in ("email", "name", "source") and value[:1] in "=+-@\t\r" and value
+                if column in ("email", "name", "source", "source_origin")
+                and value[:1] in "=+-@\t\r"
+                and value
                 else value
                 for column, value in row.items()
             ]

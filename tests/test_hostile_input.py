@@ -446,8 +446,9 @@ CASES: dict[str, Case] = {
     "unsubscribe_secret_on_confirm_post": Case(
         "POST", lambda t: f"/confirm/{t.unsubscribe}", 404, BAD_LINK
     ),
-    "confirm_secret_on_preferences": Case(
-        "GET", lambda t: f"/preferences/{t.confirm}", 404, BAD_LINK
+    # (A confirmation link opens the preference centre, as its mail says; not the download.)
+    "confirm_secret_on_data_download": Case(
+        "GET", lambda t: f"/preferences/data/{t.confirm}", 404, "not valid"
     ),
     "dot_dot_before_token": Case("POST", lambda t: f"/confirm/..%2F{t.confirm}", 404, "not found"),
     # The editors' area without its CSRF token.

@@ -138,6 +138,7 @@ def test_every_signup_view_of_the_app_carries_the_signup_mark(app):
         "subscriptions.subscribe",
         "subscriptions.subscribe_many",
         "embed.frame_subscribe",
+        "preferences.send_link",  # "send me my link": mails an address, as a signup does
     }
     assert getattr(app.view_functions["admin.login"], limits.MARK) == limits.LOGIN
 

@@ -74,6 +74,25 @@ class NewsletterForm(FlaskForm):
         "Confirmation mail text, above the link (plain text; empty: the standard text)",
     )
     confirm_subject = _text("confirm_subject")
+    # Mails after confirmation: each off until turned on; the texts are the editors' own.
+    welcome_enabled = BooleanField("Send a welcome mail after the confirmation")
+    welcome_subject = _text("welcome_subject")
+    welcome_body = _text(
+        "welcome_body",
+        TextAreaField,
+        "Welcome mail text, above the consent receipt (plain text; empty: the standard text)",
+    )
+    # Parsed as text: the catalogue says what a valid number of hours is, for the CLI too.
+    reminder_hours = StringField(
+        "Remind an unconfirmed signup after this many hours (empty: no reminder)",
+        render_kw={"inputmode": "numeric", "maxlength": 6},
+    )
+    reminder_subject = _text("reminder_subject")
+    reminder_body = _text(
+        "reminder_body",
+        TextAreaField,
+        "Reminder text, above the confirmation link (plain text; empty: the standard text)",
+    )
 
 
 class ImportForm(FlaskForm):

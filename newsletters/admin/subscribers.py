@@ -1,19 +1,32 @@
 """A newsletter's dashboard, its subscriber list, one subscriber's evidence, and erasure."""
 
+import json
 import unicodedata
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from flask import abort, render_template, request
+from flask import Response, abort, render_template, request
 from flask_login import current_user
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import BadRequest
 
-from .. import db, exports, stats
+from .. import db, erasure, exports, ledger, stats
 from .. import subscribers as listing
+from ..ledger import Evidence
 from ..models import Newsletter, Subscription
 from ..subscriptions import services
 from ..subscriptions.entry import client_ip, client_user_agent
-from . import bp, done, editable_newsletter
+from . import admin_required, bp, done, editable_newsletter
+
+# The ticked box of the erase form: an erasure cannot be undone, so it is never one click.
+ERASE_CONFIRMATION = "erase"
+# The events that begin a consent: the receipt's "signed up" is the latest of them.
+SIGNUPS = {
+    ledger.Action.SIGNED_UP,
+    ledger.Action.RESUBSCRIBED,
+    ledger.Action.IMPORTED,
+    ledger.Action.JOINED,
+}
 
 
 @bp.get("/n/<slug>/")
@@ -75,11 +88,56 @@ def subscribers(slug):
 
 @bp.get("/n/<slug>/subscribers/<int:subscription_id>")
 def subscriber(slug, subscription_id):
-    """Show one subscription: the address, its consent evidence and its history."""
+    """Show one subscription: the address, its consent evidence and its ledger."""
     newsletter = editable_newsletter(slug)
     subscription = _subscription_of(newsletter, subscription_id)
+    events = ledger.history(db.session(), [subscription.id])
     return render_template(
-        "admin/subscriber.html", newsletter=newsletter, subscription=subscription
+        "admin/subscriber.html",
+        newsletter=newsletter,
+        subscription=subscription,
+        events=events,
+        breaks=ledger.check_chain(events),
+    )
+
+
+@bp.get("/n/<slug>/subscribers/<int:subscription_id>/consent.json")
+def subscriber_consent(slug, subscription_id):
+    """Download one subscription's consent ledger as JSON, with whether its chain holds."""
+    newsletter = editable_newsletter(slug)
+    subscription = _subscription_of(newsletter, subscription_id)
+    events = ledger.history(db.session(), [subscription.id])
+    breaks = ledger.check_chain(events)
+    document = {
+        "subscription": ledger.subscription_dict(subscription),
+        "ledger": [ledger.as_dict(event) for event in events],
+        "verified": not breaks,
+        "breaks": [str(found) for found in breaks],
+        "exported_at": ledger.instant(datetime.now(UTC)),
+    }
+    filename = f"{newsletter.slug}-subscriber-{subscription.id}-consent.json"
+    return Response(
+        json.dumps(document, ensure_ascii=False, indent=2) + "\n",
+        mimetype="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@bp.get("/n/<slug>/subscribers/<int:subscription_id>/receipt")
+def subscriber_receipt(slug, subscription_id):
+    """Show one subscription's consent receipt: a page to print or save as PDF."""
+    newsletter = editable_newsletter(slug)
+    subscription = _subscription_of(newsletter, subscription_id)
+    events = ledger.history(db.session(), [subscription.id])
+    return render_template(
+        "admin/consent_receipt.html",
+        newsletter=newsletter,
+        subscription=subscription,
+        events=events,
+        breaks=ledger.check_chain(events),
+        signed_up=_last(events, SIGNUPS),
+        confirmed=_last(events, {ledger.Action.CONFIRMED}),
+        issued_at=datetime.now(UTC),
     )
 
 
@@ -89,11 +147,7 @@ def subscriber_unsubscribe(slug, subscription_id):
     newsletter = editable_newsletter(slug)
     subscription = _subscription_of(newsletter, subscription_id)
     changed = services.unsubscribe_by_editor(
-        db.session(),
-        subscription,
-        current_user._get_current_object(),
-        ip=client_ip(),
-        user_agent=client_user_agent(),
+        db.session(), subscription, current_user._get_current_object(), _evidence()
     )
     db.session().commit()
     address = subscription.subscriber.email
@@ -103,27 +157,62 @@ def subscriber_unsubscribe(slug, subscription_id):
 
 @bp.post("/n/<slug>/subscribers/<int:subscription_id>/delete")
 def subscriber_delete(slug, subscription_id):
-    """Delete one subscription and its history; erase the address if it has no other."""
+    """Delete one subscription; its consent ledger stays, as evidence."""
     newsletter = editable_newsletter(slug)
     subscription = _subscription_of(newsletter, subscription_id)
     address = subscription.subscriber.email
-    erased = services.erase(db.session(), subscription)
+    services.delete(db.session(), subscription, current_user._get_current_object(), _evidence())
     db.session().commit()
     message = (
-        f"Deleted {address} and erased the address: it had no other subscription."
-        if erased
-        else f"Deleted {address} from {newsletter.name}; its other subscriptions remain."
+        f"Deleted {address} from {newsletter.name}. Its consent history is kept; "
+        "to remove the person's data everywhere, an admin can erase the address."
     )
     return done(message, ".subscribers", slug=slug)
+
+
+@bp.post("/n/<slug>/subscribers/<int:subscription_id>/erase")
+@admin_required
+def subscriber_erase(slug, subscription_id):
+    """Erase the person behind a subscription everywhere, at their request (admins only)."""
+    newsletter = editable_newsletter(slug)
+    subscription = _subscription_of(newsletter, subscription_id)
+    if request.form.get("confirm") != ERASE_CONFIRMATION:
+        raise BadRequest(
+            "Nothing was erased: tick the box that confirms the person asked for their data "
+            "to be erased, then press Erase again."
+        )
+    erasure.erase(
+        db.session(),
+        subscription.subscriber.email,
+        _evidence(),
+        f"erased at the person's request, by admin {current_user.email}",
+    )
+    db.session().commit()
+    # The address stays out of the message: it would sit in the session cookie until shown.
+    message = (
+        f"Erased subscriber {subscription_id} everywhere: their address and personal data are "
+        "gone from every newsletter, and the address can come back only by its owner's own "
+        "confirmed signup. The consent ledger keeps that consent existed and was withdrawn."
+    )
+    return done(message, ".subscribers", slug=slug)
+
+
+def _evidence() -> Evidence:
+    return Evidence(ip=client_ip(), user_agent=client_user_agent(), source="admin")
 
 
 def _subscription_of(newsletter: Newsletter, subscription_id: int) -> Subscription:
     """Return the subscription ``subscription_id`` if it belongs to ``newsletter``, else 404."""
     subscription = db.session().scalar(
         sa.select(Subscription)
-        .options(joinedload(Subscription.subscriber), selectinload(Subscription.events))
+        .options(joinedload(Subscription.subscriber))
         .where(Subscription.id == subscription_id, Subscription.newsletter_id == newsletter.id)
     )
     if subscription is None:
         abort(404, description="This newsletter has no such subscriber.")
     return subscription
+
+
+def _last(events: list, actions: set[ledger.Action]):
+    """Return the latest of ``events`` whose action is one of ``actions``, or None."""
+    return next((e for e in reversed(events) if e.action in actions), None)

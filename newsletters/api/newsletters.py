@@ -42,7 +42,10 @@ def list_newsletters():
     success=True,
     content_type=JSONL,
     schema={"type": "string"},
-    description="JSON Lines: one object per subscription, with SPEC's CSV columns as fields.",
+    description=(
+        "JSON Lines: one object per subscription, with the CSV's columns as fields (SPEC's,"
+        " then the consent columns)."
+    ),
 )
 @documented(400, 403, 404)
 def export(args: dict, slug: str):

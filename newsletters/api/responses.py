@@ -8,7 +8,8 @@ DESCRIPTIONS = {
     401: "No working API key: missing, unknown, revoked, or its editor disabled.",
     403: "A newsletter outside the key's reach, or a read-only key writing (`read_only_key`).",
     404: "No such newsletter or subscription.",
-    409: "An Idempotency-Key already used with another request (`idempotency_conflict`).",
+    409: "An Idempotency-Key already used with another request (`idempotency_conflict`), or "
+    "a signup of an address erased at its owner's request (`erased`).",
     415: "A body that is not JSON.",
     422: "Fields refused; `fields` says why, field by field.",
     429: "Too many requests with this key: wait as Retry-After says.",

@@ -101,11 +101,24 @@ class Change(ma.Schema):
     event = fields.String(
         required=True,
         metadata={
-            "enum": ["subscription.pending", "subscription.confirmed", "subscription.unsubscribed"]
+            "enum": [
+                "subscription.pending",
+                "subscription.confirmed",
+                "subscription.unsubscribed",
+                "subscription.deleted",
+                "subscription.erased",
+            ]
         },
     )
     newsletter = fields.String(required=True)
-    email = fields.String(required=True)
+    subscription = fields.Integer(
+        required=True, metadata={"description": "The subscription's id, stable for its life."}
+    )
+    email = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "null for subscription.erased: the address is gone."},
+    )
     status = fields.String(required=True, metadata={"enum": [s.value for s in Status]})
     at = fields.String(required=True, metadata=TIMESTAMP)
     cursor = fields.String(required=True, metadata={"description": "The feed's place after it."})

@@ -2,7 +2,7 @@
 
 from datetime import datetime, timedelta
 
-from .. import db, limits, subscribers, wakeup
+from .. import db, erasure, limits, subscribers, wakeup
 from ..db import utcnow
 from ..models import Source
 from ..subscriptions import services
@@ -32,7 +32,9 @@ SUBSCRIPTION = "/newsletters/<slug>/subscriptions/<email>"
 def create_subscription(signup: dict, slug: str):
     """Sign someone up, as the newsletter's form does: double opt-in, same checks.
 
-    The answer is the same whether the address is new, pending or confirmed. Send an
+    The answer is the same whether the address is new, pending or confirmed; an address
+    erased at its owner's request is refused (409, `erased`) until the person signs up again
+    through a form and confirms. Send an
     `Idempotency-Key` header to make retries safe: the same key with the same request gets
     the first answer again (and `Idempotent-Replayed: true`), and does nothing twice.
     """
@@ -47,6 +49,9 @@ def create_subscription(signup: dict, slug: str):
         email, name = services.validate(signup["email"], signup.get("name"))
     except services.InvalidSignup as exc:
         raise ApiError(422, "invalid_fields", exc.message, {exc.field: exc.message}) from None
+    if erasure.is_erased(session, email):
+        # Another server cannot give the consent of a person who asked to be forgotten.
+        raise ApiError(409, "erased", erasure.REFUSED, {"email": erasure.REFUSED})
     evidence = services.Evidence(
         ip=client_ip(),
         user_agent=client_user_agent(),
@@ -129,9 +134,7 @@ def _unsubscribe(slug: str, email: str) -> dict:
         session,
         subscription,
         api_key.editor,
-        ip=client_ip(),
-        user_agent=client_user_agent(),
-        source="api",
+        services.Evidence(ip=client_ip(), user_agent=client_user_agent(), source=Source.API),
         via=f"through API key {api_key.id} ({api_key.name})",
     )
     session.commit()

@@ -83,7 +83,10 @@ class Renderer:
     ):
         # token id -> (purpose, salt, key id, digest), and the newsletters it confirms
         self.tokens, self.newsletters_of = _tokens(session, [_token_id(row) for row in rows])
-        wanted = sorted({n for listed in self.newsletters_of.values() for n in listed})
+        wanted = sorted(
+            {n for listed in self.newsletters_of.values() for n in listed}
+            | {n for row in rows for n in _payload_newsletters(row)}
+        )
         # Plain rows, read for each batch: a newsletter edited meanwhile is seen at once.
         query = _queries(session.get_bind().dialect.name)[1]
         self.newsletters = {n.id: n for n in session.execute(query, {"ids": wanted})}
@@ -108,6 +111,8 @@ class Renderer:
         """Build the mail for ``message``; raise ``Unrenderable`` if it cannot be built."""
         if message.kind == OutboxKind.WEBHOOK_PAUSED:
             return self._webhook_paused(message)
+        if message.kind in NOTICES:
+            return self._notice(message)
         if message.kind != OutboxKind.CONFIRM:
             raise Unrenderable(f"unknown outbox message kind {message.kind!r}")
         token_id = _token_id(message)
@@ -131,7 +136,7 @@ class Renderer:
         if not international and prototype.fits(headers):
             data = prototype.fill({"secret": secret, **headers})
         else:
-            mail = compose(prototype.newsletters, self.sender, links["confirm"], **headers)
+            mail = compose(prototype.newsletters, self.sender, secret, **headers)
             data = wire(mail, utf8=international)
         return Mail(
             sender=self.envelope_sender,
@@ -158,8 +163,49 @@ class Renderer:
             **notice,
             "manage_url": external_url("admin.webhooks", slug=notice.get("slug", "")),
         }
-        mail.set_content(render_template("mail/webhook_paused.txt", **context))
-        mail.add_alternative(render_template("mail/webhook_paused.html", **context), subtype="html")
+        return self._finish(mail, recipient, "mail/webhook_paused", context)
+
+    def _notice(self, message: OutboxMessage) -> Mail:
+        """Build one of the readers' other mails (``NOTICES``): a text with one link."""
+        payload = message.payload or {}
+        token_id = _token_id(message)
+        if token_id not in self.tokens:
+            raise Unrenderable("the token of this mail's link no longer exists")
+        secret = self.derive(*self.tokens[token_id])
+        if secret is None:
+            raise Unrenderable(
+                "the secret key that made this mail's link is no longer in SECRET_KEY_FALLBACKS"
+            )
+        ids = payload.get("newsletter_ids") or self.newsletters_of.get(token_id) or []
+        newsletters = [self.newsletters[n] for n in ids if n in self.newsletters]
+        if payload.get("newsletter_ids") and not newsletters:
+            raise Unrenderable("the newsletter of this mail no longer exists")
+        _check_header_texts(newsletters)
+        endpoint, subject = NOTICES[OutboxKind(message.kind)]
+        link = external_url(endpoint, token=secret)
+        context = {
+            "newsletters": newsletters,
+            "names": ", ".join(n.name for n in newsletters),
+            "link": link,
+            "receipt": payload.get("receipt"),
+            "ttl_hours": current_app.config["CONFIRM_TTL_HOURS"],
+        }
+        recipient = ascii_domain(message.recipient)
+        mail = EmailMessage()
+        mail["From"] = from_address(newsletters, self.sender)
+        mail["To"] = recipient
+        mail["Subject"] = subject(newsletters, context)
+        mail["Date"] = self._date()
+        mail["Message-ID"] = message_id(message, self.domain)
+        mail["Auto-Submitted"] = "auto-generated"
+        return self._finish(mail, recipient, f"mail/{message.kind}", context, links={"link": link})
+
+    def _finish(
+        self, mail: EmailMessage, recipient: str, template: str, context: dict, **extra
+    ) -> Mail:
+        """Add the text and HTML parts of ``template`` to ``mail``; return it built."""
+        mail.set_content(render_template(f"{template}.txt", **context))
+        mail.add_alternative(render_template(f"{template}.html", **context), subtype="html")
         international = not (self.envelope_sender + recipient).isascii()
         return Mail(
             sender=self.envelope_sender,
@@ -167,6 +213,7 @@ class Renderer:
             message_id=mail["Message-ID"],
             data=wire(mail, utf8=international),
             smtputf8=international,
+            **extra,
         )
 
     def _prototype(self, newsletter_ids: tuple[int, ...]) -> "_Prototype":
@@ -217,7 +264,7 @@ class _Prototype:
             "message_id": f"<{standin}@id.invalid>",
         }
         self.confirm_url = confirm_url(self.secret)
-        mail = compose(newsletters, sender, self.confirm_url, **headers)
+        mail = compose(newsletters, sender, self.secret, **headers)
         data = wire(mail, utf8=False)
         texts = "".join(part.get_content() for part in mail.iter_parts())
         # (name, bytes found) for each stand-in: the secret may be broken by soft line breaks.
@@ -281,30 +328,30 @@ def _split_points(found: bytes) -> tuple[int, ...]:
 def compose(
     newsletters: list[Newsletter],
     sender_address: Address,
-    link: str,
+    secret: str,
     *,
     recipient: str,
     date: str,
     message_id: str,
 ) -> EmailMessage:
-    """Build the confirmation mail of ``newsletters`` from scratch, as an ``EmailMessage``."""
+    """Build the confirmation mail of ``newsletters`` from scratch, as an ``EmailMessage``.
+
+    Its two links carry the same secret: the confirmation, and the preference centre, which
+    a confirmation link opens for as long as it is valid.
+    """
     names = ", ".join(n.name for n in newsletters)
     subject = (len(newsletters) == 1 and newsletters[0].confirm_subject) or (
         f"Confirm your subscription to {names}"
     )
     context = {
         "newsletters": newsletters,
-        "confirm_url": link,
+        "confirm_url": confirm_url(secret),
+        "preferences_url": external_url("preferences.page", token=secret),
         "ttl_hours": current_app.config["CONFIRM_TTL_HOURS"],
         "intro": (len(newsletters) == 1 and newsletters[0].confirm_body) or None,
     }
-    sender_name = len(newsletters) == 1 and newsletters[0].sender_name
     mail = EmailMessage()
-    mail["From"] = Address(
-        display_name=sender_name or sender_address.display_name,
-        username=sender_address.username,
-        domain=sender_address.domain,
-    )
+    mail["From"] = from_address(newsletters, sender_address)
     mail["To"] = recipient
     mail["Subject"] = subject
     mail["Date"] = date
@@ -313,6 +360,48 @@ def compose(
     mail.set_content(render_template("mail/confirm.txt", **context))
     mail.add_alternative(render_template("mail/confirm.html", **context), subtype="html")
     return mail
+
+
+def _subject_of(text: str, default: str):
+    """Return a subject function: a newsletter's own ``text``, else ``default`` with names."""
+
+    def subject(newsletters: list[Newsletter], context: dict) -> str:
+        own = len(newsletters) == 1 and getattr(newsletters[0], text, None)
+        return own or default.format(**context)
+
+    return subject
+
+
+# The readers' mails besides the confirmation: the endpoint of the one link each carries (its
+# token in the payload's ``token_id``), and its subject.
+NOTICES = {
+    OutboxKind.REMINDER: (
+        "subscriptions.confirm_page",
+        _subject_of("reminder_subject", "Reminder: confirm your subscription to {names}"),
+    ),
+    OutboxKind.WELCOME: (
+        "preferences.page",
+        _subject_of("welcome_subject", "Welcome to {names}"),
+    ),
+    OutboxKind.PREFERENCES_LINK: (
+        "preferences.page",
+        _subject_of("", "Your link to manage your subscriptions"),
+    ),
+    OutboxKind.DATA_LINK: (
+        "preferences.data",
+        _subject_of("", "Your data, ready to download"),
+    ),
+}
+
+
+def from_address(newsletters: list[Newsletter], sender_address: Address) -> Address:
+    """Return the From of a reader's mail: MAIL_FROM, named as its one newsletter's sender."""
+    sender_name = len(newsletters) == 1 and newsletters[0].sender_name
+    return Address(
+        display_name=sender_name or sender_address.display_name,
+        username=sender_address.username,
+        domain=sender_address.domain,
+    )
 
 
 def wire(mail: EmailMessage, *, utf8: bool) -> bytes:
@@ -409,6 +498,13 @@ def _token_id(message: OutboxMessage) -> int | None:
     token_id = (message.payload or {}).get("token_id")
     # Only what can be a token's id goes into the query (a bad payload must not fail it).
     return token_id if isinstance(token_id, int) and not isinstance(token_id, bool) else None
+
+
+def _payload_newsletters(message: OutboxMessage) -> list[int]:
+    listed = (message.payload or {}).get("newsletter_ids") if message.kind in NOTICES else None
+    if not isinstance(listed, list):
+        return []
+    return [n for n in listed if isinstance(n, int) and not isinstance(n, bool)]
 
 
 def _check_header_texts(newsletters: list[Newsletter]) -> None:

@@ -20,9 +20,9 @@ from flask import Flask, current_app
 from jinja2 import TemplateError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from .. import db
+from .. import db, reader_mails
 from ..models import OutboxMessage, OutboxState
-from ..subscriptions import processing
+from ..subscriptions import links, processing
 from ..webhooks import delivery as webhook_delivery
 from . import outbox, transports
 from .messages import Mail, Renderer, Unrenderable
@@ -71,6 +71,10 @@ def process_signups(report: Callable[[str], None] = log.info, budget: float | No
     while budget is None or time.monotonic() - began < budget:
         try:
             processed = processing.process_due(session)
+            session.commit()
+            # Readers' "send me my link" requests, in a transaction of their own: each locks
+            # its addresses in one order, so a worker never holds two batches' locks.
+            processed += links.process_due(session)
             session.commit()
         except DBAPIError as exc:
             session.rollback()
@@ -404,6 +408,8 @@ def run(
     from .. import wakeup
 
     waiter = wakeup.Waiter(app)
+    # Reminders are due by the hour: a running worker looks once a minute; --once looks now.
+    reminders = reader_mails.Reminders(report, interval=0 if once else None)
     budget = None if once else ROUND_SECONDS
     total: Counter = Counter()
     transport_failures = 0
@@ -413,6 +419,10 @@ def run(
             busy = False
             try:
                 busy = process_signups(report, budget) > 0
+            except DBAPIError as exc:
+                _database_error(exc, poll, report)
+            try:
+                busy = reminders.run_round() > 0 or busy
             except DBAPIError as exc:
                 _database_error(exc, poll, report)
             if time.monotonic() >= mail_after:

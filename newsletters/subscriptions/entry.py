@@ -23,6 +23,7 @@ STRING_FIELDS = ("email", "name", "website", "return_url")
 JSON_EXAMPLE = 'Send {"email": "you@example.com"}.'
 # The longest text form of an IP address (IPv4-mapped IPv6); the column holds no more.
 MAX_IP_LENGTH = 45
+MAX_ORIGIN_LENGTH = 255
 
 
 def take_signup(newsletters: list[Newsletter], source: Source) -> SignupForm:
@@ -120,8 +121,21 @@ def evidence(source: Source, newsletters: list[Newsletter]) -> services.Evidence
         f"{n.name}: {n.text('placeholder')} [{n.text('button')}]" for n in newsletters
     )
     return services.Evidence(
-        ip=client_ip(), user_agent=client_user_agent(), source=source, form_text=shown
+        ip=client_ip(),
+        user_agent=client_user_agent(),
+        source=source,
+        form_text=shown,
+        origin=page_origin(),
     )
+
+
+def page_origin() -> str | None:
+    """Return the origin of the page the form was on: the Origin header, or the Referer's."""
+    for header in ("Origin", "Referer"):
+        found = origins.origin_of(request.headers.get(header) or "")
+        if found and len(found) <= MAX_ORIGIN_LENGTH and found.isprintable():
+            return found
+    return None
 
 
 def client_ip() -> str | None:

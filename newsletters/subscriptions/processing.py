@@ -17,13 +17,12 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from .. import tokens
-from ..db import utcnow
+from .. import ledger, tokens
+from ..db import insert_ignoring, utcnow
+from ..ledger import Action, Evidence
 from ..models import (
-    ConsentEvent,
     Newsletter,
     OutboxKind,
     OutboxMessage,
@@ -45,16 +44,6 @@ SUBSCRIPTIONS = Subscription.__table__
 
 
 @dataclass(frozen=True)
-class Evidence:
-    """Where and how consent was given: stored with the subscription and its history."""
-
-    ip: str | None
-    user_agent: str | None
-    source: str
-    form_text: str | None = None
-
-
-@dataclass(frozen=True)
 class Request:
     """A validated signup: the address, its newsletters and its evidence, as accepted."""
 
@@ -66,6 +55,7 @@ class Request:
     source: str
     form_text: str | None
     created_at: datetime
+    origin: str | None = None
 
     @classmethod
     def of(
@@ -81,6 +71,7 @@ class Request:
             source=evidence.source,
             form_text=evidence.form_text,
             created_at=utcnow(),
+            origin=evidence.origin,
         )
 
 
@@ -103,6 +94,7 @@ def accept(session: Session, request: Request) -> None:
             "user_agent": request.user_agent,
             "source": request.source,
             "form_text": request.form_text,
+            "origin": request.origin,
             "created_at": request.created_at,
         },
     )
@@ -151,7 +143,8 @@ class _Subscription:
     unsubscribe_token: int | dict | None = None  # an id, or a token this batch adds
     confirmation_mailed_at: datetime | None = None
     changed: dict = field(default_factory=dict)
-    events: list[dict] = field(default_factory=list)
+    # (action, request) of each signup this batch records in the ledger
+    events: list[tuple] = field(default_factory=list)
 
 
 class _Batch:
@@ -191,13 +184,13 @@ class _Batch:
                     due.append(subscription)
             if due and self._claim_daily_mail(subscriber):
                 self._queue_mail(subscriber, due)
-        self._write(subscribers, list(subscriptions.values()))
+        self.write(subscribers, list(subscriptions.values()))
         return len(self.mails)
 
     def _subscribers(self, emails: list[str]) -> dict[str, dict]:
         """Add the addresses not known yet, then lock and read every one of them."""
         self.session.execute(
-            _insert_ignoring(self.session, SUBSCRIBERS, ["email"]),
+            insert_ignoring(self.session, SUBSCRIBERS, ["email"]),
             [{"email": e, "created_at": self.now, "mails_in_window": 0} for e in emails],
         )
         rows = self.session.execute(
@@ -270,6 +263,9 @@ class _Batch:
         """
         if subscription.status == Status.CONFIRMED:
             return False
+        action = (
+            Action.RESUBSCRIBED if subscription.status == Status.UNSUBSCRIBED else Action.SIGNED_UP
+        )
         subscription.status = Status.PENDING
         subscription.changed.update(
             status=Status.PENDING,
@@ -279,6 +275,8 @@ class _Batch:
             optin_ip=request.ip,
             optin_user_agent=request.user_agent,
             form_text=request.form_text,
+            text_digest=request.form_text and ledger.text_digest(request.form_text),
+            origin=request.origin,
             unsubscribed_at=None,
             # A confirmation before an unsubscription is history (kept in the consent
             # events): left here, a pending row would carry a consent since withdrawn.
@@ -286,41 +284,25 @@ class _Batch:
             confirm_ip=None,
         )
         if subscription.unsubscribe_token is None:
-            subscription.unsubscribe_token = self._token(
+            subscription.unsubscribe_token = self.token(
                 TokenPurpose.UNSUBSCRIBE, subscriber["id"], None
             )
-        subscription.events.append(
-            {
-                "status": Status.PENDING,
-                "at": request.created_at,
-                "ip": request.ip,
-                "user_agent": request.user_agent,
-                "source": request.source,
-                "detail": request.form_text,
-            }
-        )
+        subscription.events.append((action, request))
         mailed = subscription.confirmation_mailed_at
         return mailed is None or mailed < self.throttle_cutoff
 
     def _claim_daily_mail(self, subscriber: dict) -> bool:
-        """Count one confirmation mail against the address's daily budget, if any is left."""
-        start = subscriber["mail_window_start"]
-        if start is None or start <= self.now - timedelta(days=1):
-            subscriber.update(mail_window_start=self.now, mails_in_window=1, changed=True)
-            return True
-        if subscriber["mails_in_window"] >= self.mails_per_day:
-            return False
-        subscriber.update(mails_in_window=subscriber["mails_in_window"] + 1, changed=True)
-        return True
+        return claim_daily_mail(subscriber, self.now, self.mails_per_day)
 
     def _queue_mail(self, subscriber: dict, due: list[_Subscription]) -> None:
-        token = self._token(TokenPurpose.CONFIRM, subscriber["id"], self.confirm_expiry)
+        token = self.token(TokenPurpose.CONFIRM, subscriber["id"], self.confirm_expiry)
         for subscription in due:
             subscription.confirmation_mailed_at = self.now
             subscription.changed["confirmation_mailed_at"] = self.now
         self.mails.append((token, due, subscriber["email"]))
 
-    def _token(self, purpose: TokenPurpose, subscriber_id: int, expires_at) -> dict:
+    def token(self, purpose: TokenPurpose, subscriber_id: int, expires_at) -> dict:
+        """Add a token to this batch's writes; its ``id`` is set once ``write`` ran."""
         salt = secrets.token_hex(16)
         token = {
             "purpose": purpose,
@@ -334,7 +316,7 @@ class _Batch:
         self.new_tokens.append(token)
         return token
 
-    def _write(self, subscribers: dict[str, dict], subscriptions: list[_Subscription]) -> None:
+    def write(self, subscribers: dict[str, dict], subscriptions: list[_Subscription]) -> None:
         """Write the batch's decisions: a few multi-row statements, whatever its size."""
         session = self.session
         if self.new_tokens:
@@ -355,6 +337,7 @@ class _Batch:
                 token_id = subscription.unsubscribe_token["id"]
                 subscription.changed["unsubscribe_token_id"] = token_id
         added = [s for s in subscriptions if s.id is None]
+        new = set()
         if added:
             session.execute(
                 sa.insert(SUBSCRIPTIONS),
@@ -386,6 +369,7 @@ class _Batch:
             for subscription in added:
                 subscription.id = ids[(subscription.newsletter_id, subscription.subscriber_id)]
                 subscription.changed.clear()
+                new.add(subscription.id)
         changed = [s for s in subscriptions if s.changed]
         for columns, group in _by_columns(changed).items():
             session.execute(
@@ -394,27 +378,30 @@ class _Batch:
                 .values({c: sa.bindparam(f"b_{c}") for c in columns}),
                 [{"b_id": s.id, **{f"b_{c}": s.changed[c] for c in columns}} for s in group],
             )
-        touched = [s for s in subscribers.values() if s["changed"]]
-        if touched:
-            session.execute(
-                sa.update(SUBSCRIBERS)
-                .where(SUBSCRIBERS.c.id == sa.bindparam("b_id"))
-                .values(
-                    mail_window_start=sa.bindparam("b_start"),
-                    mails_in_window=sa.bindparam("b_count"),
-                ),
-                [
-                    {
-                        "b_id": s["id"],
-                        "b_start": s["mail_window_start"],
-                        "b_count": s["mails_in_window"],
-                    }
-                    for s in touched
-                ],
-            )
-        events = [{"subscription_id": s.id, **e} for s in subscriptions for e in s.events]
-        if events:
-            session.execute(sa.insert(ConsentEvent.__table__), events)
+        save_budgets(session, subscribers.values())
+        ledger.record(
+            session,
+            (
+                ledger.Entry(
+                    subscription_id=s.id,
+                    subscriber_id=s.subscriber_id,
+                    newsletter_id=s.newsletter_id,
+                    action=action,
+                    status=Status.PENDING,
+                    evidence=Evidence(
+                        ip=request.ip,
+                        user_agent=request.user_agent,
+                        source=request.source,
+                        form_text=request.form_text,
+                        origin=request.origin,
+                    ),
+                    at=request.created_at,
+                )
+                for s in subscriptions
+                for action, request in s.events
+            ),
+            new=new,
+        )
         if self.mails:
             session.execute(
                 sa.insert(token_subscription),
@@ -427,20 +414,64 @@ class _Batch:
             session.execute(
                 sa.insert(OutboxMessage.__table__),
                 [
-                    {
-                        "kind": OutboxKind.CONFIRM.value,
-                        "recipient": email,
-                        "payload": {"token_id": token["id"]},
-                        "message_id": uuid.uuid4().hex,
-                        "state": OutboxState.PENDING,
-                        "attempts": 0,
-                        "next_attempt_at": self.now,
-                        "queued_at": self.now,
-                        "created_at": self.now,
-                    }
+                    outbox_row(OutboxKind.CONFIRM, email, {"token_id": token["id"]}, self.now)
                     for token, _, email in self.mails
                 ],
             )
+
+
+def claim_daily_mail(subscriber: dict, now: datetime, mails_per_day: int) -> bool:
+    """Count one mail against the address's daily budget, if any is left; mark it changed.
+
+    ``subscriber`` is a row as a batch reads it (``mail_window_start``, ``mails_in_window``);
+    ``save_budgets`` writes the changed ones. Every reader's mail that someone else could
+    cause (confirmations, reminders, preference and data links) draws on this one budget.
+    """
+    start = subscriber["mail_window_start"]
+    if start is None or start <= now - timedelta(days=1):
+        subscriber.update(mail_window_start=now, mails_in_window=1, changed=True)
+        return True
+    if subscriber["mails_in_window"] >= mails_per_day:
+        return False
+    subscriber.update(mails_in_window=subscriber["mails_in_window"] + 1, changed=True)
+    return True
+
+
+def save_budgets(session: Session, subscribers) -> None:
+    """Write the daily mail budgets that ``claim_daily_mail`` changed: one statement."""
+    touched = [s for s in subscribers if s.get("changed")]
+    if touched:
+        session.execute(
+            sa.update(SUBSCRIBERS)
+            .where(SUBSCRIBERS.c.id == sa.bindparam("b_id"))
+            .values(
+                mail_window_start=sa.bindparam("b_start"),
+                mails_in_window=sa.bindparam("b_count"),
+            ),
+            [
+                {
+                    "b_id": s["id"],
+                    "b_start": s["mail_window_start"],
+                    "b_count": s["mails_in_window"],
+                }
+                for s in touched
+            ],
+        )
+
+
+def outbox_row(kind: OutboxKind, recipient: str, payload: dict, now: datetime) -> dict:
+    """Return the outbox row of a mail queued now, for a multi-row INSERT."""
+    return {
+        "kind": kind.value,
+        "recipient": recipient,
+        "payload": payload,
+        "message_id": uuid.uuid4().hex,
+        "state": OutboxState.PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "queued_at": now,
+        "created_at": now,
+    }
 
 
 def _by_columns(subscriptions: list[_Subscription]) -> dict[tuple, list[_Subscription]]:
@@ -449,9 +480,3 @@ def _by_columns(subscriptions: list[_Subscription]) -> dict[tuple, list[_Subscri
     for subscription in subscriptions:
         groups[tuple(sorted(subscription.changed))].append(subscription)
     return groups
-
-
-def _insert_ignoring(session: Session, table: sa.Table, unique: list[str]):
-    """Return ``INSERT … ON CONFLICT (unique) DO NOTHING`` for this session's database."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing(index_elements=unique)

@@ -12,24 +12,20 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .. import addresses, tokens
+from .. import addresses, erasure, ledger, reader_mails, tokens
 from ..db import utcnow
+from ..ledger import Action, Evidence
 from ..models import (
-    ConsentEvent,
     Editor,
     Newsletter,
-    OutboxMessage,
     Source,
     Status,
-    Subscriber,
     Subscription,
-    Suppression,
     Token,
     TokenPurpose,
 )
 from ..text import has_control_characters
 from . import processing
-from .processing import Evidence
 
 CANCELLED = "This subscription was cancelled after this link was sent. Sign up again to receive it."
 
@@ -150,16 +146,27 @@ def _get_or_create(session: Session, model, key: dict):
     return row
 
 
-def _record(session: Session, subscription: Subscription, status: Status, evidence: Evidence):
-    session.add(
-        ConsentEvent(
-            subscription=subscription,
-            status=status,
-            ip=evidence.ip,
-            user_agent=evidence.user_agent,
-            source=str(evidence.source),
-            detail=evidence.form_text,
-        )
+def record(
+    session: Session,
+    subscription: Subscription,
+    action: Action,
+    evidence: Evidence,
+    detail: str | None = None,
+) -> None:
+    """Append one event of ``subscription`` to the consent ledger, with its current status."""
+    ledger.record(
+        session,
+        [
+            ledger.Entry(
+                subscription_id=subscription.id,
+                subscriber_id=subscription.subscriber_id,
+                newsletter_id=subscription.newsletter_id,
+                action=action,
+                status=subscription.status,
+                evidence=evidence,
+                detail=detail,
+            )
+        ],
     )
 
 
@@ -187,8 +194,18 @@ def confirmation_token(session: Session, secret: str) -> Token:
     return token
 
 
-def confirm(session: Session, secret: str, ip: str | None, user_agent: str | None) -> Token:
-    """Confirm every pending subscription behind a confirmation link, once."""
+def confirm(
+    session: Session,
+    secret: str,
+    ip: str | None,
+    user_agent: str | None,
+    chosen: set[int] | None = None,
+) -> Token:
+    """Confirm the pending subscriptions behind a confirmation link, once.
+
+    ``chosen`` (newsletter ids), when given, is what the reader kept ticked on the page of a
+    signup to several newsletters: the others are declined (unsubscribed, and recorded so).
+    """
     token = confirmation_token(session, secret)
     now = utcnow()
     claimed = session.execute(
@@ -204,7 +221,13 @@ def confirm(session: Session, secret: str, ip: str | None, user_agent: str | Non
         raise LinkError("This confirmation link has already been used.", 410)
     session.expire(token, ["used_at"])
     evidence = Evidence(ip=ip, user_agent=user_agent, source=Source.FORM)
+    if chosen is not None and not chosen & {s.newsletter_id for s in token.subscriptions}:
+        raise InvalidSignup("newsletter", "Tick at least one newsletter to confirm.")
+    confirmed_any = False
     for subscription in token.subscriptions:
+        if chosen is not None and subscription.newsletter_id not in chosen:
+            leave(session, subscription, evidence, action=Action.DECLINED)
+            continue
         # Conditional, like the claim above: an unsubscription committed since the token was
         # read wins, and is not overwritten by a confirmation read before it.
         confirmed = session.execute(
@@ -215,10 +238,17 @@ def confirm(session: Session, secret: str, ip: str | None, user_agent: str | Non
         )
         session.expire(subscription, ["status", "confirmed_at", "confirm_ip"])
         if confirmed.rowcount == 1:
-            _record(session, subscription, Status.CONFIRMED, evidence)
-    if all(s.status == Status.UNSUBSCRIBED for s in token.subscriptions):
+            confirmed_any = True
+            record(session, subscription, Action.CONFIRMED, evidence)
+    if not confirmed_any and all(s.status == Status.UNSUBSCRIBED for s in token.subscriptions):
         # Cancelled while this link was being followed; the rollback leaves it unused.
         raise LinkError(CANCELLED, 410, [s.newsletter for s in token.subscriptions])
+    if confirmed_any:
+        # The person's own confirmed signup: an erasure they asked for no longer holds it back.
+        erasure.forget(session, token.subscriber.email)
+        reader_mails.queue_welcome(
+            session, [s for s in token.subscriptions if s.confirmed_at == now], now
+        )
     session.flush()
     return token
 
@@ -238,22 +268,19 @@ def unsubscribe_target(session: Session, secret: str) -> Subscription:
     return subscription
 
 
-def unsubscribe(
-    session: Session, secret: str, ip: str | None, user_agent: str | None, source: str
-) -> Subscription:
+def unsubscribe(session: Session, secret: str, evidence: Evidence) -> Subscription:
     """Unsubscribe the subscription behind an unsubscribe link; doing it twice is harmless."""
     subscription = unsubscribe_target(session, secret)
-    leave(session, subscription, ip=ip, user_agent=user_agent, source=source)
+    leave(session, subscription, evidence)
     return subscription
 
 
 def leave(
     session: Session,
     subscription: Subscription,
+    evidence: Evidence,
     *,
-    ip: str | None,
-    user_agent: str | None,
-    source: str,
+    action: Action = Action.UNSUBSCRIBED,
     detail: str | None = None,
 ) -> bool:
     """Unsubscribe ``subscription`` and record who asked; False if it was unsubscribed already.
@@ -270,16 +297,7 @@ def leave(
     session.expire(subscription, ["status", "unsubscribed_at"])
     if left.rowcount != 1:
         return False
-    session.add(
-        ConsentEvent(
-            subscription=subscription,
-            status=Status.UNSUBSCRIBED,
-            ip=ip,
-            user_agent=user_agent,
-            source=source,
-            detail=detail,
-        )
-    )
+    record(session, subscription, action, evidence, detail)
     session.flush()
     return True
 
@@ -288,40 +306,38 @@ def unsubscribe_by_editor(
     session: Session,
     subscription: Subscription,
     editor: Editor,
-    *,
-    ip: str | None = None,
-    user_agent: str | None = None,
-    source: str = "admin",
+    evidence: Evidence,
     via: str | None = None,
 ) -> bool:
     """Unsubscribe ``subscription`` on an editor's word; False if it was unsubscribed already.
 
-    The consent history names the editor (and ``via``, such as which API key), so that a
-    reader who asks why they were taken off a list gets an answer; ``source`` says where.
+    The consent ledger names the editor (and ``via``, such as which API key), so that a
+    reader who asks why they were taken off a list gets an answer.
     """
     return leave(
-        session,
-        subscription,
-        ip=ip,
-        user_agent=user_agent,
-        source=source,
-        detail=f"unsubscribed by editor {editor.email}" + (f" {via}" if via else ""),
+        session, subscription, evidence, action=Action.EDITED, detail=_by_editor(editor, via)
     )
 
 
-def erase(session: Session, subscription: Subscription) -> bool:
-    """Delete ``subscription`` with its history; erase the address if nothing else needs it.
+def delete(
+    session: Session,
+    subscription: Subscription,
+    editor: Editor,
+    evidence: Evidence,
+    via: str | None = None,
+) -> None:
+    """Delete ``subscription`` on an editor's word; its ledger stays, as does the address.
 
-    The right to erasure: once an address has no subscription left, its row, its tokens and
-    the mails still addressed to it go too. Returns whether the address was erased.
+    Unlike an erasure this keeps the evidence (the ledger outlives the subscription, and the
+    address its subscriber row), so who agreed to what can still be shown.
     """
-    # Lock the address first (PostgreSQL; SQLite writers queue anyway), so a signup running
-    # meanwhile either lands before the count below and keeps the address, or waits.
-    subscriber = session.scalar(
-        sa.select(Subscriber).where(Subscriber.id == subscription.subscriber_id).with_for_update()
+    session.execute(
+        sa.select(Subscription.id).where(Subscription.id == subscription.id).with_for_update()
     )
+    subscription.status = Status.UNSUBSCRIBED
+    record(session, subscription, Action.DELETED, evidence, _by_editor(editor, via))
+    session.expire(subscription)
     token_id = subscription.unsubscribe_token_id
-    # The schema's ON DELETE CASCADE takes the consent events and token links with the row.
     session.execute(sa.delete(Subscription).where(Subscription.id == subscription.id))
     if token_id is not None:
         session.execute(
@@ -330,22 +346,8 @@ def erase(session: Session, subscription: Subscription) -> bool:
                 ~sa.exists().where(Subscription.unsubscribe_token_id == token_id),
             )
         )
-    left = session.scalar(
-        sa.select(sa.func.count()).where(Subscription.subscriber_id == subscriber.id)
-    )
-    if left:
-        session.flush()
-        return False
-    now = utcnow()
-    # A message a worker holds right now is left to it: deleting it under the worker would
-    # fail the worker's own update. Everything else addressed here goes.
-    session.execute(
-        sa.delete(OutboxMessage).where(
-            OutboxMessage.recipient == subscriber.email,
-            sa.or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < now),
-        )
-    )
-    session.execute(sa.delete(Suppression).where(Suppression.email == subscriber.email))
-    session.execute(sa.delete(Subscriber).where(Subscriber.id == subscriber.id))
     session.flush()
-    return True
+
+
+def _by_editor(editor: Editor, via: str | None) -> str:
+    return f"by editor {editor.email}" + (f" {via}" if via else "")

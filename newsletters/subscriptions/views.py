@@ -130,18 +130,45 @@ def allow_cross_origin_reads(response):
 @bp.get("/confirm/<token>")
 @headers.secret_link
 def confirm_page(token):
-    """Show what a confirmation link confirms, with a button; change nothing."""
+    """Show what a confirmation link confirms, with a button (a box for each of several)."""
     found = services.confirmation_token(db.session(), token)
-    return render_template("subscriptions/confirm.html", token=found, secret=token)
+    return _confirm_page(found, token)
 
 
 @bp.post("/confirm/<token>")
 @headers.secret_link
 def confirm(token):
-    """Confirm the subscriptions behind a confirmation link."""
-    confirmed = services.confirm(db.session(), token, client_ip(), client_user_agent())
-    db.session().commit()
-    return render_template("subscriptions/confirmed.html", token=confirmed)
+    """Confirm the subscriptions behind a confirmation link (those left ticked, if asked)."""
+    session = db.session()
+    chosen = _confirm_choice() if request.form.get("choosing") else None
+    try:
+        confirmed = services.confirm(session, token, client_ip(), client_user_agent(), chosen)
+    except services.InvalidSignup as exc:
+        # None ticked: nothing changes, the link stays unused, the page comes back.
+        session.rollback()
+        return _confirm_page(services.confirmation_token(session, token), token, exc.message, 400)
+    session.commit()
+    return render_template("subscriptions/confirmed.html", token=confirmed, secret=token)
+
+
+def _confirm_page(token, secret: str, error: str | None = None, status: int = 200):
+    pending = [s for s in token.subscriptions if s.status == Status.PENDING]
+    page = render_template(
+        "subscriptions/confirm.html",
+        token=token,
+        secret=secret,
+        # A signup to several newsletters: the reader may untick those they do not want.
+        choosing=pending if len(pending) > 1 else None,
+        error=error,
+    )
+    return page, status
+
+
+def _confirm_choice() -> set[int]:
+    values = request.form.getlist("newsletter")
+    if not all(v.isascii() and v.isdigit() and len(v) < 10 for v in values):
+        raise BadRequest("A ticked newsletter is not one of this page's. Reload the page.")
+    return {int(v) for v in values}
 
 
 @bp.get("/unsubscribe/<token>")
@@ -162,9 +189,11 @@ def unsubscribe(token):
     subscription = services.unsubscribe(
         db.session(),
         token,
-        client_ip(),
-        client_user_agent(),
-        source="one-click" if one_click else "link",
+        services.Evidence(
+            ip=client_ip(),
+            user_agent=client_user_agent(),
+            source="one-click" if one_click else "link",
+        ),
     )
     db.session().commit()
     if one_click or wants_json():

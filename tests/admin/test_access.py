@@ -261,7 +261,7 @@ def test_export_from_the_browser_streams_spec_columns_and_is_logged(
     lines = response.get_data(as_text=True).splitlines()
     assert lines[0] == (
         "email,name,status,optin_at,optin_ip,confirmed_at,confirm_ip,unsubscribed_at,"
-        "source,unsubscribe_url"
+        "source,unsubscribe_url,form_text_version,source_origin,confirmation_evidence"
     )
     assert lines[1].startswith("reader@example.com,'=cmd(),confirmed,")
     [record] = session.scalars(sa.select(ExportRecord)).all()

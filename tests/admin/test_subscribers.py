@@ -266,7 +266,9 @@ def test_unsubscribing_twice_records_one_change(client, session, editor):
     assert "was already unsubscribed" in client.get(page).get_data(as_text=True)
 
 
-def test_delete_erases_an_address_with_no_other_subscription(app, client, session, editor):
+def test_delete_removes_the_subscription_and_keeps_its_ledger_and_the_address(
+    app, client, session, editor
+):
     client.post("/n/briefing/subscribe", data={"email": "gone@example.com"})
     subscription_id = session.scalar(sa.select(Subscription.id))
     page = f"{LIST}/{subscription_id}"
@@ -275,10 +277,18 @@ def test_delete_erases_an_address_with_no_other_subscription(app, client, sessio
 
     assert response.status_code == 303
     assert response.headers["Location"] == LIST
-    for model in (Subscription, Subscriber, ConsentEvent, Token, OutboxMessage):
-        assert session.scalars(sa.select(model)).all() == [], model
+    assert session.scalars(sa.select(Subscription)).all() == []
+    # The evidence stays: who agreed to what, and that an editor deleted it.
+    assert session.scalars(sa.select(Subscriber.email)).all() == ["gone@example.com"]
+    events = session.scalars(sa.select(ConsentEvent).order_by(ConsentEvent.id)).all()
+    assert [(e.action, e.subscription_id) for e in events] == [
+        ("signed_up", subscription_id),
+        ("deleted", subscription_id),
+    ]
+    assert events[-1].source == "admin" and "editor@example.org" in events[-1].detail
     assert client.get(page).status_code == 404
-    assert "erased the address" in client.get(LIST).get_data(as_text=True)
+    shown = client.get(LIST).get_data(as_text=True)
+    assert "Deleted gone@example.com from Morning Briefing. Its consent history is kept" in shown
 
 
 def test_delete_keeps_an_address_that_other_newsletters_still_have(
@@ -295,7 +305,9 @@ def test_delete_keeps_an_address_that_other_newsletters_still_have(
 
     assert session.scalars(sa.select(Subscription.id)).all() == [theirs.id]
     assert session.scalars(sa.select(Subscriber.email)).all() == ["both@example.com"]
-    assert session.scalars(sa.select(ConsentEvent.subscription_id).distinct()).all() == [theirs.id]
+    assert session.scalars(
+        sa.select(ConsentEvent.subscription_id).distinct().order_by(ConsentEvent.subscription_id)
+    ).all() == [mine.id, theirs.id]
     # The one confirmation mail now asks only for the newsletter that is left.
     [mail] = session.scalars(sa.select(OutboxMessage)).all()
     confirm = session.get(Token, mail.payload["token_id"], populate_existing=True)

@@ -46,6 +46,7 @@ def test_signup_confirmation_and_unsubscription_come_in_order_across_pages(
         "id": "",
         "event": "subscription.pending",
         "newsletter": "briefing",
+        "subscription": 1,
         "email": "a@example.org",
         "status": "pending",
         "at": "",
@@ -93,9 +94,11 @@ def test_a_change_committed_late_is_neither_skipped_nor_repeated(app, client, se
         pytest.skip("SQLite commits its writers one after another, in the order of their ids")
     sign_up(client, key, "early@example.org")
     seen, cursor = walk(client, key)
-    subscription_id = session.scalar(
-        sa.select(Subscription.id).join(Subscriber).where(Subscriber.email == "early@example.org")
-    )
+    subscription_id, subscriber_id, newsletter_id = session.execute(
+        sa.select(Subscription.id, Subscription.subscriber_id, Subscription.newsletter_id)
+        .join(Subscriber)
+        .where(Subscriber.email == "early@example.org")
+    ).one()
     slow = sa.create_engine(app.config["DATABASE_URL"])
     try:
         with slow.connect() as connection:
@@ -103,6 +106,8 @@ def test_a_change_committed_late_is_neither_skipped_nor_repeated(app, client, se
             connection.execute(
                 sa.insert(ConsentEvent).values(
                     subscription_id=subscription_id,
+                    subscriber_id=subscriber_id,
+                    newsletter_id=newsletter_id,
                     status="confirmed",
                     at=sa.func.now(),
                     source="test",

@@ -70,6 +70,23 @@ def test_the_answer_is_the_same_whatever_the_address_state(app, client, session,
     assert count(session, OutboxMessage) == 1
 
 
+@pytest.mark.parametrize("retry_key", [None, "order-1"])
+def test_an_erased_address_is_refused_with_409_and_nothing_is_stored(
+    app, runner, client, session, key, retry_key
+):
+    assert runner.invoke(args=["erase", "gone@example.org", "--yes"]).exit_code == 0
+    headers = bearer(key) | ({"Idempotency-Key": retry_key} if retry_key else {})
+
+    response = client.post(SIGNUPS, headers=headers, json={"email": " Gone@Example.org "})
+
+    assert response.status_code == 409
+    body = response.get_json()
+    assert body["error"] == "erased"
+    assert "erased at its owner's request" in body["message"]
+    assert "signup form" in body["fields"]["email"]
+    assert nothing_stored(session)
+
+
 @pytest.mark.settings(SIGNUP_PROCESSING="worker")
 def test_with_a_worker_the_request_stores_one_row_for_it(app, client, session, key):
     sign_up(client, key, "later@example.org")

@@ -114,9 +114,12 @@ def test_unsubscribing_records_the_keys_editor_and_is_harmless_twice(client, ses
     assert again.status_code == 200
     assert again.get_json()["unsubscribed_at"] == first.get_json()["unsubscribed_at"]
     events = session.scalars(sa.select(ConsentEvent).order_by(ConsentEvent.id)).all()
-    assert [e.status for e in events] == ["pending", "unsubscribed"]
+    assert [(e.action, e.status) for e in events] == [
+        ("signed_up", "pending"),
+        ("edited", "unsubscribed"),
+    ]
     assert events[-1].source == "api"
-    assert events[-1].detail.startswith("unsubscribed by editor editor@example.org through API key")
+    assert events[-1].detail.startswith("by editor editor@example.org through API key")
     assert events[-1].detail.endswith("(tests)")
     missing = client.delete(f"{LIST}/nobody@example.org", headers=bearer(key))
     assert missing.status_code == 404
@@ -136,6 +139,7 @@ def test_the_export_streams_json_lines_and_is_recorded_as_the_keys_editors(
     assert list(rows[0]) == [
         "email", "name", "status", "optin_at", "optin_ip", "confirmed_at", "confirm_ip",
         "unsubscribed_at", "source", "unsubscribe_url",
+        "form_text_version", "source_origin", "confirmation_evidence",
     ]  # fmt: skip
     everyone = client.get("/api/v1/newsletters/briefing/export?status=all", headers=bearer(key))
     assert len(everyone.get_data(as_text=True).splitlines()) == 2

@@ -38,7 +38,7 @@ def built_alone(renderer: messages.Renderer, row: OutboxMessage, mail: messages.
     composed = messages.compose(
         [renderer.newsletters[n] for n in renderer.newsletter_ids(row)],
         renderer.sender,
-        mail.links["confirm"],
+        mail.links["confirm"].rpartition("/")[2],
         recipient=mail.recipient,
         date=headers["Date"],
         message_id=mail.message_id,
