@@ -4,8 +4,9 @@ Every run removes what has no use left: expired tokens, pending signups past the
 (RETENTION_PENDING_DAYS, or else once their confirmation link has expired) and old API retry
 answers. With RETENTION_EVIDENCE_DAYS it also cuts the IP addresses of older consent events
 and subscriptions to their network and drops their user agents. A removed signup leaves a
-ledger row (``expired``) first: the ledger outlives it, as every subscription. Each run is
-recorded (``PurgeRun``) with what it did.
+ledger row (``expired``) first: the ledger outlives it, as every subscription; an address
+left with no subscription that never agreed to anything goes too. Each run is recorded
+(``PurgeRun``) with what it did.
 """
 
 from datetime import datetime, timedelta
@@ -16,10 +17,26 @@ from sqlalchemy.orm import Session
 
 from . import ledger
 from .ledger import Action, Evidence
-from .models import IdempotentRequest, PurgeRun, Status, Subscription, Token
+from .models import (
+    ConsentEvent,
+    IdempotentRequest,
+    PurgeRun,
+    Status,
+    Subscriber,
+    Subscription,
+    Token,
+)
 
 SUBSCRIPTIONS = Subscription.__table__
+SUBSCRIBERS = Subscriber.__table__
 TOKENS = Token.__table__
+EVENTS = ConsentEvent.__table__
+# The ledger's actions that show an address agreed to something, or that an editor acted on
+# it: such an address is kept (its evidence is found by it) even with no subscription left.
+CONSENTED = [
+    str(a)
+    for a in (Action.CONFIRMED, Action.JOINED, Action.IMPORTED, Action.EDITED, Action.DELETED)
+]
 # Rows one statement of the purge reads or changes at most: a first run on a large database
 # holds no lock for long, nor a statement with tens of thousands of parameters.
 BATCH = 1000
@@ -39,10 +56,12 @@ def purge(session: Session, now: datetime) -> dict[str, int]:
         pending_cutoff = now - timedelta(hours=config["CONFIRM_TTL_HOURS"])
     else:
         pending_cutoff = now - timedelta(days=pending_days)
-    summary = {"pending_signups": remove_pending(session, pending_cutoff)}
-    summary["expired_tokens"] = session.execute(
+    # Tokens first: an address removed below takes its tokens with it, uncounted.
+    expired_tokens = session.execute(
         sa.delete(Token).where(Token.expires_at.is_not(None), Token.expires_at < now)
     ).rowcount
+    summary = {"pending_signups": remove_pending(session, pending_cutoff)}
+    summary["expired_tokens"] = expired_tokens
     kept_since = now - timedelta(hours=config["API_IDEMPOTENCY_HOURS"])
     summary["api_answers"] = session.execute(
         sa.delete(IdempotentRequest).where(IdempotentRequest.created_at < kept_since)
@@ -109,6 +128,7 @@ def remove_pending(session: Session, cutoff: datetime) -> int:
             .where(SUBSCRIPTIONS.c.id.in_(ids))
             .execution_options(synchronize_session=False)
         )
+        _forget_addresses(session, sorted({row.subscriber_id for row in rows}))
         token_ids = sorted({row.unsubscribe_token_id for row in rows} - {None})
         if token_ids:
             session.execute(
@@ -122,6 +142,27 @@ def remove_pending(session: Session, cutoff: datetime) -> int:
         removed += len(rows)
         if len(rows) < BATCH:
             return removed
+
+
+def _forget_addresses(session: Session, subscriber_ids: list[int]) -> None:
+    """Delete those addresses that no subscription keeps and that never agreed to anything.
+
+    An address whose every signup went unconfirmed is personal data kept without consent.
+    Its tokens go with it (ON DELETE CASCADE); the ledger keeps its rows, without the
+    address. An address with a confirmation, an import or an editor's action in the ledger
+    stays: it is how that evidence is found.
+    """
+    session.execute(
+        sa.delete(SUBSCRIBERS)
+        .where(
+            SUBSCRIBERS.c.id.in_(subscriber_ids),
+            ~sa.exists().where(SUBSCRIPTIONS.c.subscriber_id == SUBSCRIBERS.c.id),
+            ~sa.exists().where(
+                EVENTS.c.subscriber_id == SUBSCRIBERS.c.id, EVENTS.c.action.in_(CONSENTED)
+            ),
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 def cut_evidence(session: Session, cutoff: datetime) -> int:

@@ -280,3 +280,32 @@ def test_the_command_reports_a_bad_retention_setting_in_one_line(tmp_path):
         "Error: NEWSLETTERS_RETENTION_EVIDENCE_DAYS must be a number of days (1 or more), "
         "or unset for off; got 'ninety'\n"
     )
+
+
+def test_an_address_that_never_confirmed_anything_goes_with_its_last_stale_signup(
+    app, client, newsletter, session
+):
+    sign_up(client, "never@example.com")
+    sign_up(client, "kept@example.com")
+    confirm(app, client, session, "kept@example.com")
+    with app.app_context():
+        from newsletters.subscriptions import services
+
+        s = db.session()
+        subscription = s.scalar(
+            sa.select(Subscription).join(Subscriber).where(Subscriber.email == "kept@example.com")
+        )
+        services.leave(s, subscription, ledger.Evidence(ip=None, user_agent=None, source="t"))
+        s.commit()
+    sign_up(client, "kept@example.com")  # pending again, after a confirmation and a leave
+    for email in ("never@example.com", "kept@example.com"):
+        age(session, email, hours=100)
+    assert purge_as_of(app, utcnow())["pending_signups"] == 2
+    session.expire_all()
+    addresses = set(session.scalars(sa.select(Subscriber.email)))
+    # The one that agreed once is kept: its evidence is found by it. The other is gone, its
+    # ledger rows stay, without it.
+    assert addresses == {"kept@example.com"}
+    assert {e.action for e in session.scalars(sa.select(ConsentEvent))} >= {"expired", "confirmed"}
+    with app.app_context():
+        assert ledger.verify(db.session())[1] == []

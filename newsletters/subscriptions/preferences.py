@@ -32,6 +32,7 @@ from ..models import (
 from ..negotiation import wants_json
 from . import links, services
 from .entry import client_ip, client_user_agent
+from .forms import ticked_newsletters
 
 bp = Blueprint("preferences", __name__)
 
@@ -115,7 +116,7 @@ def act(token):
         session.commit()
         return render_template("subscriptions/preferences_erased.html", email=email)
     if action == "save":
-        changed = save_choices(session, subscriber, _chosen_ids(), evidence)
+        changed = save_choices(session, subscriber, ticked_newsletters(), evidence)
         notice = "Saved." if changed else "Nothing to change: your choices were saved already."
     elif action == "leave_all":
         left = leave_all(session, subscriber, evidence)
@@ -190,13 +191,6 @@ def _page(opened: Token, secret: str, notice=None, error=None, status: int = 200
         may_erase=opened.purpose in ERASES,
     )
     return page, status
-
-
-def _chosen_ids() -> set[int]:
-    values = request.form.getlist("newsletter")
-    if not all(v.isascii() and v.isdigit() and len(v) < 10 for v in values):
-        raise BadRequest("A ticked newsletter is not one of this page's. Reload the page.")
-    return {int(v) for v in values}
 
 
 # The use cases: flush, never commit.

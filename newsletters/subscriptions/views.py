@@ -11,7 +11,7 @@ from ..models import DEFAULT_TEXTS, Newsletter, Source, Status
 from ..negotiation import wants_json
 from . import services
 from .entry import client_ip, client_user_agent, signup_payload, take_signup
-from .forms import SignupForm
+from .forms import SignupForm, ticked_newsletters
 
 bp = Blueprint("subscriptions", __name__)
 
@@ -140,7 +140,7 @@ def confirm_page(token):
 def confirm(token):
     """Confirm the subscriptions behind a confirmation link (those left ticked, if asked)."""
     session = db.session()
-    chosen = _confirm_choice() if request.form.get("choosing") else None
+    chosen = ticked_newsletters() if request.form.get("choosing") else None
     try:
         confirmed = services.confirm(session, token, client_ip(), client_user_agent(), chosen)
     except services.InvalidSignup as exc:
@@ -162,13 +162,6 @@ def _confirm_page(token, secret: str, error: str | None = None, status: int = 20
         error=error,
     )
     return page, status
-
-
-def _confirm_choice() -> set[int]:
-    values = request.form.getlist("newsletter")
-    if not all(v.isascii() and v.isdigit() and len(v) < 10 for v in values):
-        raise BadRequest("A ticked newsletter is not one of this page's. Reload the page.")
-    return {int(v) for v in values}
 
 
 @bp.get("/unsubscribe/<token>")
