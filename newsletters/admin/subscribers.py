@@ -89,9 +89,7 @@ def subscribers(slug):
 @bp.get("/n/<slug>/subscribers/<int:subscription_id>")
 def subscriber(slug, subscription_id):
     """Show one subscription: the address, its consent evidence and its ledger."""
-    newsletter = editable_newsletter(slug)
-    subscription = _subscription_of(newsletter, subscription_id)
-    events = ledger.history(db.session(), [subscription.id])
+    newsletter, subscription, events = _with_ledger(slug, subscription_id)
     return render_template(
         "admin/subscriber.html",
         newsletter=newsletter,
@@ -104,9 +102,7 @@ def subscriber(slug, subscription_id):
 @bp.get("/n/<slug>/subscribers/<int:subscription_id>/consent.json")
 def subscriber_consent(slug, subscription_id):
     """Download one subscription's consent ledger as JSON, with whether its chain holds."""
-    newsletter = editable_newsletter(slug)
-    subscription = _subscription_of(newsletter, subscription_id)
-    events = ledger.history(db.session(), [subscription.id])
+    newsletter, subscription, events = _with_ledger(slug, subscription_id)
     breaks = ledger.check_chain(events)
     document = {
         "subscription": ledger.subscription_dict(subscription),
@@ -126,9 +122,7 @@ def subscriber_consent(slug, subscription_id):
 @bp.get("/n/<slug>/subscribers/<int:subscription_id>/receipt")
 def subscriber_receipt(slug, subscription_id):
     """Show one subscription's consent receipt: a page to print or save as PDF."""
-    newsletter = editable_newsletter(slug)
-    subscription = _subscription_of(newsletter, subscription_id)
-    events = ledger.history(db.session(), [subscription.id])
+    newsletter, subscription, events = _with_ledger(slug, subscription_id)
     return render_template(
         "admin/consent_receipt.html",
         newsletter=newsletter,
@@ -211,6 +205,13 @@ def _subscription_of(newsletter: Newsletter, subscription_id: int) -> Subscripti
     if subscription is None:
         abort(404, description="This newsletter has no such subscriber.")
     return subscription
+
+
+def _with_ledger(slug: str, subscription_id: int) -> tuple[Newsletter, Subscription, list]:
+    """Return the newsletter, the subscription and its ledger rows, for an editor of it."""
+    newsletter = editable_newsletter(slug)
+    subscription = _subscription_of(newsletter, subscription_id)
+    return newsletter, subscription, ledger.history(db.session(), [subscription.id])
 
 
 def _last(events: list, actions: set[ledger.Action]):
