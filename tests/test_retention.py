@@ -19,8 +19,9 @@ from newsletters.models import (
     Subscriber,
     Subscription,
     Token,
-    TokenPurpose,
 )
+
+from .test_cli import confirm_token_of, subscription_of
 
 SCRIPT = Path(sysconfig.get_path("scripts")) / "newsletters"
 SUMMARY = "purged {} pending signups, {} expired tokens and 0 API answers kept for retries\n"
@@ -43,20 +44,6 @@ def confirm(app, client, session, email, ip="192.0.2.8"):
         secret = tokens.secret_for(confirm_token_of(session, email))
     response = client.post(f"/confirm/{secret}", environ_base={"REMOTE_ADDR": ip})
     assert response.status_code == 200
-
-
-def subscription_of(session, email) -> Subscription | None:
-    session.expire_all()
-    return session.scalar(sa.select(Subscription).join(Subscriber).where(Subscriber.email == email))
-
-
-def confirm_token_of(session, email) -> Token | None:
-    session.expire_all()
-    return session.scalar(
-        sa.select(Token)
-        .join(Subscriber)
-        .where(Subscriber.email == email, Token.purpose == TokenPurpose.CONFIRM)
-    )
 
 
 def age(session, email, hours) -> None:
