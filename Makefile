@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
 
-.PHONY: run test test-sqlite lint format clean
+.PHONY: run test test-sqlite lint format clean translations
 
 $(BIN)/newsletters: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,3 +28,11 @@ format: $(BIN)/newsletters
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts
+
+# Extract every string of the product and merge the new ones into the Ukrainian catalogue
+# (docs/translating.md); tests/test_translations.py says what is left to translate.
+translations: $(BIN)/newsletters
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output \
+		--project newsletters -o newsletters/translations/messages.pot .
+	$(BIN)/pybabel update -i newsletters/translations/messages.pot -d newsletters/translations \
+		--no-fuzzy-matching --ignore-obsolete

@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 import click
 import sqlalchemy as sa
 from flask.cli import with_appcontext
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from sqlalchemy.orm import Session, contains_eager, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -42,8 +44,11 @@ def create(
     name = _checked_name(name)
     if not editor.is_active:
         raise ApiKeyError(
-            f"the account of {editor.email} is disabled, and a disabled editor's keys do not "
-            f"work: enable it first ('newsletters editor enable {editor.email}')"
+            _(
+                "the account of %(email)s is disabled, and a disabled editor's keys do not "
+                "work: enable it first ('newsletters editor enable %(email)s')",
+                email=editor.email,
+            )
         )
     # 256 random bits.
     key = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -144,7 +149,12 @@ def find(session: Session, key_id: int) -> ApiKey:
     """Return the key with the number ``key_id``, or raise ``ApiKeyError``."""
     api_key = session.get(ApiKey, key_id)
     if api_key is None:
-        raise ApiKeyError(f"there is no API key number {key_id} (see 'newsletters apikey list')")
+        raise ApiKeyError(
+            _(
+                "there is no API key number %(number)s (see 'newsletters apikey list')",
+                number=key_id,
+            )
+        )
     return api_key
 
 
@@ -158,13 +168,20 @@ def revoke(session: Session, api_key: ApiKey) -> None:
 def _checked_name(name: str) -> str:
     name = (name or "").strip()
     if not name:
-        raise ApiKeyError("give the key a name, e.g. where it is used ('shop signups')")
+        raise ApiKeyError(_("give the key a name, e.g. where it is used ('shop signups')"))
     if len(name) > NAME_MAX_LENGTH:
         raise ApiKeyError(
-            f"the name is {len(name)} characters long; it may have {NAME_MAX_LENGTH} at most"
+            ngettext(
+                "the name is %(num)d character long; it may have %(most)d at most",
+                "the name is %(num)d characters long; it may have %(most)d at most",
+                len(name),
+                most=NAME_MAX_LENGTH,
+            )
         )
     if has_control_characters(name):
-        raise ApiKeyError("the name holds a control character (a line break?): keep it on one line")
+        raise ApiKeyError(
+            _("the name holds a control character (a line break?): keep it on one line")
+        )
     return name
 
 

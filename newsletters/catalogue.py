@@ -15,18 +15,21 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import db
 from .embed.origins import parse_origins
-from .models import Newsletter, SlugAlias, Status, Subscription
+from .i18n import LANGUAGES
+from .models import TEXT_KEYS, Newsletter, NewsletterText, SlugAlias, Status, Subscription
 from .text import has_control_characters
 
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")  # the whole slug: fullmatch()
 # Counts one statement of ``counts`` holds (SQLite allows 2,000 columns in a result).
 COUNTS_PER_STATEMENT = 300
-SLUG_RULE = (
+SLUG_RULE = _l(
     "Use lower-case letters, digits and hyphens, starting with a letter or digit, "
     "64 characters at most."
 )
@@ -45,40 +48,53 @@ class CatalogueError(ValueError):
 class Text:
     """The rule of one text setting: its label, its longest length, whether it spans lines."""
 
-    label: str
+    label: str  # lazily translated: shown in the editor's language
     longest: int
     multiline: bool = False
     required: bool = False
 
 
-# Every text a newsletter has. One-line texts go into mail headers (name, sender, subject)
-# or into one line of a form, so they may not hold line breaks or other control characters.
+# Every text a newsletter has; those of TEXT_KEYS in each language. One-line texts go into mail
+# headers (name, sender, subject) or into one line of a form, so they may not hold line breaks
+# or other control characters.
 TEXTS = {
-    "name": Text("Name", 200, required=True),
-    "description": Text("Description", 2000, multiline=True),
-    "placeholder": Text("Field placeholder", 200),
-    "button": Text("Button", 100),
-    "required_note": Text("Note", 200),
-    "invalid_email": Text("Invalid address message", 200),
-    "success_title": Text("Success title", 200),
-    "success_text": Text("Success text", 2000, multiline=True),
-    "sender_name": Text("Sender name of mails", 200),
-    "confirm_subject": Text("Subject of the confirmation mail", 200),
-    "confirm_body": Text("Confirmation mail text", 4000, multiline=True),
-    "welcome_subject": Text("Subject of the welcome mail", 200),
-    "welcome_body": Text("Welcome mail text", 4000, multiline=True),
-    "reminder_subject": Text("Subject of the reminder", 200),
-    "reminder_body": Text("Reminder text", 4000, multiline=True),
+    "name": Text(_l("Name"), 200, required=True),
+    "description": Text(_l("Description"), 2000, multiline=True),
+    "placeholder": Text(_l("Field placeholder"), 200),
+    "button": Text(_l("Button"), 100),
+    "required_note": Text(_l("Note"), 200),
+    "invalid_email": Text(_l("Invalid address message"), 200),
+    "success_title": Text(_l("Success title"), 200),
+    "success_text": Text(_l("Success text"), 2000, multiline=True),
+    "sender_name": Text(_l("Sender name of mails"), 200),
+    "confirm_subject": Text(_l("Subject of the confirmation mail"), 200),
+    "confirm_body": Text(_l("Confirmation mail text"), 4000, multiline=True),
+    "welcome_subject": Text(_l("Subject of the welcome mail"), 200),
+    "welcome_body": Text(_l("Welcome mail text"), 4000, multiline=True),
+    "reminder_subject": Text(_l("Subject of the reminder"), 200),
+    "reminder_body": Text(_l("Reminder text"), 4000, multiline=True),
 }
 # Settings that are not texts.
-OTHER_SETTINGS = ("slug", "is_public", "allowed_origins", "welcome_enabled", "reminder_hours")
+OTHER_SETTINGS = (
+    "slug",
+    "is_public",
+    "allowed_origins",
+    "welcome_enabled",
+    "reminder_hours",
+    "language",
+    "pin_language",
+    "disposable_policy",
+    "role_policy",
+)
+# What a signup with a disposable or a role address gets (Newsletter.disposable_policy).
+POLICIES = ("flag", "refuse")
 ORIGINS_LONGEST = 4000
 
 
 def check_slug(slug: str) -> str:
     """Return ``slug`` if it may name a newsletter in URLs; else raise ``CatalogueError``."""
     if not SLUG.fullmatch(slug or ""):
-        raise CatalogueError("slug", SLUG_RULE)
+        raise CatalogueError("slug", str(SLUG_RULE))
     return slug
 
 
@@ -90,13 +106,43 @@ def check_text(field: str, value: str | None) -> str | None:
         # A browser sends a textarea's line breaks as CRLF: one break, not two characters.
         value = value.replace("\r\n", "\n")
     if rule.required and not 0 < len(value) <= rule.longest:
-        raise CatalogueError(field, f"{rule.label}: give 1 to {rule.longest} characters.")
+        raise CatalogueError(
+            field,
+            _(
+                "%(label)s: give 1 to %(longest)s characters.",
+                label=rule.label,
+                longest=rule.longest,
+            ),
+        )
     if len(value) > rule.longest:
-        raise CatalogueError(field, f"{rule.label}: {rule.longest} characters at most.")
+        raise CatalogueError(
+            field,
+            _("%(label)s: %(longest)s characters at most.", label=rule.label, longest=rule.longest),
+        )
     if has_control_characters(value, multiline=rule.multiline):
-        what = "control characters" if rule.multiline else "line breaks or control characters"
-        raise CatalogueError(field, f"{rule.label} may not contain {what}.")
+        message = (
+            _("%(label)s may not contain control characters.", label=rule.label)
+            if rule.multiline
+            else _("%(label)s may not contain line breaks or control characters.", label=rule.label)
+        )
+        raise CatalogueError(field, message)
     return value or None
+
+
+def check_language(value: str | None) -> str:
+    """Return ``value`` if it is one of the product's languages; else raise ``CatalogueError``."""
+    if value not in LANGUAGES:
+        raise CatalogueError(
+            "language", _("Language: choose one of %(languages)s.", languages=", ".join(LANGUAGES))
+        )
+    return value
+
+
+def check_policy(field: str, value: str | None) -> str:
+    """Return ``value`` if it is one of ``POLICIES``; else raise ``CatalogueError``."""
+    if value not in POLICIES:
+        raise CatalogueError(field, _("Choose one of %(choices)s.", choices=", ".join(POLICIES)))
+    return value
 
 
 def check_reminder_hours(value: str | int | None) -> int | None:
@@ -110,9 +156,11 @@ def check_reminder_hours(value: str | int | None) -> int | None:
     if value is None or value == "":
         return None
     ttl = current_app.config["CONFIRM_TTL_HOURS"]
-    rule = (
-        f"Reminder: give a whole number of hours from 1 to {ttl - 1} (the confirmation link "
-        f"expires after {ttl}), or leave it empty for none."
+    rule = _(
+        "Reminder: give a whole number of hours from 1 to %(last)s (the confirmation link "
+        "expires after %(ttl)s), or leave it empty for none.",
+        last=ttl - 1,
+        ttl=ttl,
     )
     if isinstance(value, bool):
         raise CatalogueError("reminder_hours", rule)
@@ -133,13 +181,18 @@ def create(session: Session, slug: str, name: str, **settings) -> Newsletter:
     return newsletter
 
 
-def update(session: Session, newsletter: Newsletter, **settings) -> None:
+def update(
+    session: Session, newsletter: Newsletter, *, texts_language: str | None = None, **settings
+) -> None:
     """Change the given settings of ``newsletter``: texts, ``slug``, ``is_public``, origins.
 
-    Every setting is checked before any is changed. An empty text means the default
-    (SPEC's form texts); ``allowed_origins`` is text, one origin per line or space;
-    ``welcome_enabled`` turns the welcome mail on; ``reminder_hours`` (hours, empty or None
-    for none) sets the one reminder of an unconfirmed signup.
+    Every setting is checked before any is changed. The texts of ``TEXT_KEYS`` are those of
+    ``texts_language`` (default: the newsletter's language); an empty one means the default
+    (the newsletter's own language's text, else SPEC's form texts, translated).
+    ``allowed_origins`` is text, one origin per line or space; ``welcome_enabled`` turns the
+    welcome mail on; ``reminder_hours`` (hours, empty or None for none) sets the one
+    reminder of an unconfirmed signup; ``language``, ``pin_language``, ``disposable_policy``
+    and ``role_policy`` as ``Newsletter`` says.
     """
     forget()  # this process's public pages serve the change once it is committed
     unknown = set(settings) - set(TEXTS) - set(OTHER_SETTINGS)
@@ -151,19 +204,31 @@ def update(session: Session, newsletter: Newsletter, **settings) -> None:
         origins = _origins(settings["allowed_origins"])
     if "reminder_hours" in settings:
         reminder_hours = check_reminder_hours(settings["reminder_hours"])
+    choices = {
+        field: check_policy(field, settings[field])
+        for field in ("disposable_policy", "role_policy")
+        if field in settings
+    }
+    if "language" in settings:
+        choices["language"] = check_language(settings["language"])
+    language = check_language(
+        texts_language or choices.get("language") or newsletter.language or "en"
+    )
     slug = settings.get("slug")
     if slug is not None and slug != newsletter.slug:
         _claim_slug(session, newsletter, check_slug(slug))
         _rename(session, newsletter, slug)
     for field, value in texts.items():
-        # An empty description is just empty; the other texts fall back to the defaults.
-        if field == "description":
-            value = value or ""
+        if field in TEXT_KEYS:
+            set_text(newsletter, field, language, value)
+        else:
+            # An empty description is just empty.
+            setattr(newsletter, field, value or "" if field == "description" else value)
+    for field, value in choices.items():
         setattr(newsletter, field, value)
-    if "is_public" in settings:
-        newsletter.is_public = bool(settings["is_public"])
-    if "welcome_enabled" in settings:
-        newsletter.welcome_enabled = bool(settings["welcome_enabled"])
+    for field in ("is_public", "welcome_enabled", "pin_language"):
+        if field in settings:
+            setattr(newsletter, field, bool(settings[field]))
     if "reminder_hours" in settings:
         newsletter.reminder_hours = reminder_hours
     if origins is not None:
@@ -175,6 +240,18 @@ def update(session: Session, newsletter: Newsletter, **settings) -> None:
     except IntegrityError:
         # Another request took the slug between the check and this write.
         raise CatalogueError("slug", _taken(newsletter.slug)) from None
+
+
+def set_text(newsletter: Newsletter, key: str, language: str, value: str | None) -> None:
+    """Set the editor's text ``key`` of ``newsletter`` in ``language``; None removes it."""
+    found = next((t for t in newsletter.texts if (t.key, t.language) == (key, language)), None)
+    if value is None:
+        if found is not None:
+            newsletter.texts.remove(found)
+    elif found is None:
+        newsletter.texts.append(NewsletterText(key=key, language=language, value=value))
+    else:
+        found.value = value
 
 
 def set_origins(session: Session, newsletter: Newsletter, origins: str) -> None:
@@ -255,13 +332,29 @@ def _read_published() -> Published:
     # write lock on SQLite) ends here, and nothing pending in the session is touched.
     with db.engine().connect() as connection:
         rows = connection.execute(sa.select(table).order_by(table.c.name, table.c.id)).all()
+        copies = detached(connection, rows)
         aliases = connection.execute(sa.select(SlugAlias.slug, SlugAlias.newsletter_id)).all()
-    copies = {row.id: Newsletter(**row._mapping) for row in rows}
     by_slug = {n.slug: n for n in copies.values()}
     for slug, newsletter_id in aliases:
         by_slug.setdefault(slug, copies[newsletter_id])
     public = [n for n in copies.values() if n.is_public]
     return Published(by_slug=by_slug, public=public, read_at=started)
+
+
+def detached(connection, rows) -> dict[int, Newsletter]:
+    """Return newsletters built from their table's ``rows``, texts read, in no session.
+
+    For readers that must not hold a session's objects (the public pages' snapshot, the mail
+    worker's batches): one more query, for every newsletter's texts at once.
+    """
+    copies = {row.id: Newsletter(**row._mapping) for row in rows}
+    if copies:
+        texts = NewsletterText.__table__
+        for text in connection.execute(
+            sa.select(texts).where(texts.c.newsletter_id.in_(list(copies)))
+        ):
+            copies[text.newsletter_id].texts.append(NewsletterText(**text._mapping))
+    return copies
 
 
 def aliases(session: Session, newsletter: Newsletter) -> list[str]:
@@ -325,7 +418,8 @@ def _origins(text: str | list[str] | None) -> list[str]:
         text = " ".join(text)
     if len(text or "") > ORIGINS_LONGEST:
         raise CatalogueError(
-            "allowed_origins", f"List {ORIGINS_LONGEST} characters of origins at most."
+            "allowed_origins",
+            _("List %(longest)s characters of origins at most.", longest=ORIGINS_LONGEST),
         )
     try:
         return parse_origins(text)
@@ -334,7 +428,7 @@ def _origins(text: str | list[str] | None) -> list[str]:
 
 
 def _taken(slug: str) -> str:
-    return f"The slug {slug!r} is taken: another newsletter has it, or had it before."
+    return _("The slug %(slug)r is taken: another newsletter has it, or had it before.", slug=slug)
 
 
 def _may_exist(slug: str) -> bool:

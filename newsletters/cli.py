@@ -96,12 +96,20 @@ def newsletter_group():
 @click.argument("slug")
 @click.option("--name", required=True, help="The name readers see.")
 @click.option("--description", default="", help="One line under the name.")
+@click.option(
+    "--language",
+    default="en",
+    show_default=True,
+    help="Its pages' and mails' language unless the reader's is known: en or uk.",
+)
 @with_appcontext
-def newsletter_create(slug, name, description):
+def newsletter_create(slug, name, description, language):
     """Add a newsletter with the URL name SLUG."""
     session = db.session()
-    with _catalogue_errors(slug="SLUG", name="--name", description="--description"):
-        catalogue.create(session, slug, name, description=description)
+    with _catalogue_errors(
+        slug="SLUG", name="--name", description="--description", language="--language"
+    ):
+        catalogue.create(session, slug, name, description=description, language=language)
     session.commit()
     click.echo(f"created {slug}: {current_app.config['BASE_URL']}/n/{slug}")
 
@@ -412,15 +420,23 @@ def dev(port):
     migrations.upgrade("head")
     session = db.session()
     if current_app.config["DEMO_NEWSLETTER"] and not session.scalar(sa.select(Newsletter.id)):
-        session.add(
-            Newsletter(
-                slug="demo",
-                name="Morning Briefing",
-                description="The day's top stories, every morning.",
-            )
+        catalogue.create(
+            session,
+            "demo",
+            "Morning Briefing",
+            description="The day's top stories, every morning.",
+        )
+        # The same product in the other language: a newsletter whose pages and mails are
+        # Ukrainian unless the reader's browser asks for English.
+        catalogue.create(
+            session,
+            "demo-uk",
+            "Ранковий брифінг",
+            description="Головні новини дня щоранку.",
+            language="uk",
         )
         session.commit()
-        click.echo("added the demo newsletter 'demo'")
+        click.echo("added the demo newsletters 'demo' (English) and 'demo-uk' (Ukrainian)")
     # Release this command's transaction: on SQLite it would hold the write lock while serving.
     session.close()
     app = current_app._get_current_object()

@@ -39,7 +39,10 @@ DEFAULTS = {
     # Signup requests one worker transaction processes at most (see subscriptions/processing).
     "SIGNUP_BATCH": 200,
     "TRUSTED_PROXIES": 0,
+    # Ask DNS whether the domain of a signup's address takes mail (MX, then A/AAAA); a
+    # failure or a timeout marks the signup unchecked, never refuses it.
     "EMAIL_CHECK_DELIVERABILITY": False,
+    "EMAIL_DNS_TIMEOUT_SECONDS": 2.0,
     "EMAIL_MAX_LENGTH": 254,
     "NAME_MAX_LENGTH": 200,
     "MAX_CONTENT_LENGTH": 64 * 1024,

@@ -10,6 +10,9 @@ import logging
 
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -43,9 +46,11 @@ def create(
     try:
         address = validate_email(email, check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
-        raise AccountError(f"{email!r} is not a valid email address: {exc}") from None
+        raise AccountError(
+            _("%(email)s is not a valid email address: %(reason)s", email=repr(email), reason=exc)
+        ) from None
     if session.scalar(sa.select(Editor.id).where(Editor.email == address)):
-        raise AccountError(f"an editor {address} exists already")
+        raise AccountError(_("an editor %(email)s exists already", email=address))
     _check_password(password)
     editor = Editor(
         email=address,
@@ -62,7 +67,12 @@ def find(session: Session, email: str) -> Editor:
     """Return the editor with the address ``email``, or raise ``AccountError``."""
     editor = session.scalar(sa.select(Editor).where(Editor.email == _address(email)))
     if editor is None:
-        raise AccountError(f"there is no editor {email.strip()!r} (see 'newsletters editor list')")
+        raise AccountError(
+            _(
+                "there is no editor %(email)s (see 'newsletters editor list')",
+                email=repr(email.strip()),
+            )
+        )
     return editor
 
 
@@ -100,7 +110,7 @@ def change_password(session: Session, editor: Editor, password: str) -> None:
 
 def disable(session: Session, editor: Editor, *, by: Editor | None = None) -> None:
     """Disable ``editor``'s account: no more logins, and their sessions end at once."""
-    _not_yourself(editor, by, "disable your own account")
+    _not_yourself(editor, by, "disable")
     if not editor.is_active:
         return
     _keep_an_admin(session, editor, "disable")
@@ -118,7 +128,7 @@ def enable(session: Session, editor: Editor) -> None:
 
 def remove(session: Session, editor: Editor, *, by: Editor | None = None) -> None:
     """Delete ``editor``'s account; the export log keeps its rows, without the name."""
-    _not_yourself(editor, by, "remove your own account")
+    _not_yourself(editor, by, "remove")
     _keep_an_admin(session, editor, "remove")
     session.delete(editor)
     session.flush()
@@ -129,8 +139,8 @@ def set_admin(
 ) -> None:
     """Make ``editor`` an admin, or an editor of their newsletters only."""
     if editor.is_admin and not is_admin:
-        _not_yourself(editor, by, "take away your own admin rights")
-        _keep_an_admin(session, editor, "take admin rights from")
+        _not_yourself(editor, by, "demote")
+        _keep_an_admin(session, editor, "demote")
     editor.is_admin = is_admin
     session.flush()
 
@@ -154,9 +164,30 @@ def _address(email: str) -> str:
         return (email or "").strip().lower()
 
 
+# Why an admin may not make a change (``action``) to their own account, or to the last active
+# admin's: whole sentences, so that each is translated as one.
+_NOT_YOURSELF = {
+    "disable": _l("You cannot disable your own account: another admin has to do it."),
+    "remove": _l("You cannot remove your own account: another admin has to do it."),
+    "demote": _l("You cannot take away your own admin rights: another admin has to do it."),
+}
+_LAST_ADMIN = {
+    "disable": _l(
+        "%(email)s is the last active admin: make another editor an admin before you disable them."
+    ),
+    "remove": _l(
+        "%(email)s is the last active admin: make another editor an admin before you remove them."
+    ),
+    "demote": _l(
+        "%(email)s is the last active admin: make another editor an admin before you "
+        "take admin rights from them."
+    ),
+}
+
+
 def _not_yourself(editor: Editor, by: Editor | None, action: str) -> None:
     if by is not None and by.id == editor.id:
-        raise AccountError(f"You cannot {action}: another admin has to do it.")
+        raise AccountError(str(_NOT_YOURSELF[action]))
 
 
 def _keep_an_admin(session: Session, editor: Editor, action: str) -> None:
@@ -172,12 +203,15 @@ def _keep_an_admin(session: Session, editor: Editor, action: str) -> None:
         .with_for_update()
     ).all()
     if not set(admins) - {editor.id}:
-        raise AccountError(
-            f"{editor.email} is the last active admin: make another editor an admin before "
-            f"you {action} them."
-        )
+        raise AccountError(_LAST_ADMIN[action] % {"email": editor.email})
 
 
 def _check_password(password: str) -> None:
     if len(password or "") < MIN_PASSWORD_LENGTH:
-        raise AccountError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+        raise AccountError(
+            ngettext(
+                "the password must have at least %(num)d character",
+                "the password must have at least %(num)d characters",
+                MIN_PASSWORD_LENGTH,
+            )
+        )

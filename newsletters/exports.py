@@ -40,7 +40,11 @@ SPEC_COLUMNS = (
 # (the first 12 hex digits of its SHA-256, as the consent ledger names it), the origin of the
 # page the form was embedded in, and how the subscription was confirmed.
 CONSENT_COLUMNS = ("form_text_version", "source_origin", "confirmation_evidence")
-COLUMNS = SPEC_COLUMNS + CONSENT_COLUMNS
+# Then the reader: what the address checks found at signup (``subscribers.ADDRESS_FLAGS``,
+# space-separated, empty if none or if it predates them) and the reader's language.
+READER_COLUMNS = ("address_flags", "language")
+TAIL_COLUMNS = CONSENT_COLUMNS + READER_COLUMNS
+COLUMNS = SPEC_COLUMNS + TAIL_COLUMNS
 # The sources of the app's own signups, each confirmed by the link of a mailed confirmation.
 OWN_SOURCES = ("form", "embed", "api")
 VERSION_LENGTH = 12
@@ -63,7 +67,7 @@ _CELL_BYTES, _ROW_BYTES = _CELL.encode(), _ROW.encode()
 # What makes the csv module quote a cell (QUOTE_MINIMAL, SPEC's line ends).
 _NEEDS_QUOTES = re.compile(rb'[,"\r\n]')
 _CELLS = len(SPEC_COLUMNS) - 1  # the cells before the link, which is Python's
-_TAIL = len(CONSENT_COLUMNS)  # the cells after it
+_TAIL = len(TAIL_COLUMNS)  # the cells after it
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 _PAD_INNER = bytes(x ^ 0x36 for x in range(256))
 _PAD_OUTER = bytes(x ^ 0x5C for x in range(256))
@@ -225,7 +229,7 @@ class _Reader:
     def fields(self) -> Iterator[list[dict]]:
         """Yield each batch as dicts of the export's columns, the cells as stored (unguarded)."""
         statement = self.statement(
-            *self.cells(guarded=False), *self.consent(guarded=False), *_token_columns()
+            *self.cells(guarded=False), *self.tail(guarded=False), *_token_columns()
         )
         names, tail = SPEC_COLUMNS[:-1], _CELLS + _TAIL
         raw = self.engine.raw_connection()
@@ -237,7 +241,7 @@ class _Reader:
                     dict(
                         zip(names, row[:_CELLS], strict=True),
                         unsubscribe_url=url[1:-1].decode(),
-                        **dict(zip(CONSENT_COLUMNS, row[_CELLS:tail], strict=True)),
+                        **dict(zip(TAIL_COLUMNS, row[_CELLS:tail], strict=True)),
                     )
                     for row, url in zip(rows, links, strict=True)
                 ]
@@ -269,6 +273,22 @@ class _Reader:
             text(stamp(Subscription.unsubscribed_at)),
             typed(Subscription.source),
         ]
+
+    def tail(self, guarded: bool, empty: bool = True) -> list[sa.ColumnElement]:
+        """Return the expressions of the columns after the link, as text (see ``cells()``)."""
+        return self.consent(guarded, empty) + self.reader(empty)
+
+    def reader(self, empty: bool = True) -> list[sa.ColumnElement]:
+        """Return the expressions of the reader's columns, as text (see ``cells()``).
+
+        No formula guard: the product writes these, from words of its own (a flag, a
+        language code), none of which starts like a formula.
+        """
+
+        def text(value):
+            return _coalesced(value) if empty else value
+
+        return [text(Subscription.address_flags), text(Subscription.language)]
 
     def consent(self, guarded: bool, empty: bool = True) -> list[sa.ColumnElement]:
         """Return the expressions of the consent columns, as text (see ``cells()``).
@@ -372,12 +392,12 @@ class _SQLiteLines:
     """Yield a list's CSV lines on SQLite, a batch at a time, with its number of rows.
 
     A batch is one row: SQLite's group_concat joins the batch's lines (their cells joined
-    with ``_CELL``, formula-guarded), its tokens and the lines' consent cells (after the
-    link, joined the same way), so that the sqlite3 module hands over a batch, not a row at
-    a time (its cost per row was most of an export's), and Python splits it in one call. The
-    lines become CSV by one replace, but for those holding a comma, a quote or a line break:
-    the csv module quotes these. A batch that cannot be split for sure (a cell that holds a
-    separator itself) is read again row by row.
+    with ``_CELL``, formula-guarded), its tokens and the lines' consent and reader cells
+    (after the link, joined the same way), so that the sqlite3 module hands over a batch, not
+    a row at a time (its cost per row was most of an export's), and Python splits it in one
+    call. The lines become CSV by one replace, but for those holding a comma, a quote or a
+    line break: the csv module quotes these. A batch that cannot be split for sure (a cell
+    that holds a separator itself) is read again row by row.
     """
 
     def __init__(self, reader: _Reader):
@@ -387,7 +407,7 @@ class _SQLiteLines:
             _CELL.join(["%s"] * _CELLS), *reader.cells(guarded=True, empty=False), type_=sa.String
         )
         tail = sa.func.printf(
-            _CELL.join(["%s"] * _TAIL), *reader.consent(guarded=True, empty=False), type_=sa.String
+            _CELL.join(["%s"] * _TAIL), *reader.tail(guarded=True, empty=False), type_=sa.String
         )
         purpose_salt, key_id, digest = _token_columns()
         rows = reader.query(
@@ -407,7 +427,7 @@ class _SQLiteLines:
             )
         )
         self.by_row = reader.statement(
-            *reader.cells(guarded=True), *reader.consent(guarded=True), *_token_columns()
+            *reader.cells(guarded=True), *reader.tail(guarded=True), *_token_columns()
         )
         self.buffer = io.StringIO()
         # The csv module quotes a cell holding a character of the line's end: keep SPEC's.
@@ -422,7 +442,7 @@ class _SQLiteLines:
             for heads, purpose_salts, key_ids, digests, tails in self.reader.batches(
                 lambda after: self._batch(raw, after)
             ):
-                # Four pieces a line: SPEC's cells, ",link,", the consent cells, its end.
+                # Four pieces a line: SPEC's cells, ",link,", the cells after it, its end.
                 lines = [b"\r\n"] * (4 * len(heads))
                 lines[0::4] = heads
                 lines[1::4] = map(link, purpose_salts, key_ids, digests)
@@ -483,9 +503,9 @@ class _PostgreSQLLines:
     as the csv module does (a cell with a comma, quote, CR or LF; quotes doubled), once empty
     cells are NULLs, which it leaves unquoted as the csv module leaves empty strings. The
     token's columns and the id ride at the end of each line; none can hold a comma. Before
-    them come the consent cells, which the link goes in front of: found by the line's last
-    commas when none of them holds a quote (a quoted cell would), else by the csv module.
-    Each line's link is derived as it arrives, while the server goes on with the next lines.
+    them come the consent and reader cells, which the link goes in front of: found by the
+    line's last commas when none of them holds a quote (a quoted cell would), else by the csv
+    module. Each line's link is derived as it arrives, while the server goes on with the next lines.
     """
 
     def __init__(self, reader: _Reader):
@@ -493,7 +513,7 @@ class _PostgreSQLLines:
         cells = [
             _cell(cell)
             for cell in reader.cells(guarded=True, empty=False)
-            + reader.consent(guarded=True, empty=False)
+            + reader.tail(guarded=True, empty=False)
         ]
         self.statement = reader.statement(*cells, *_token_columns())
         self.rows = reader.size * _CHUNKS_PER_COPY
@@ -527,13 +547,14 @@ class _PostgreSQLLines:
                 with cursor.copy(sql, parameters) as copy:
                     for line in copy:  # one line a message, ending in \n; NULL cells empty
                         cells, purpose_salt, key_id, digest, last = bytes(line[:-1]).rsplit(b",", 4)
-                        # The commas before the consent cells, unless one of these is quoted.
-                        cut = cells.rfind(b",", 0, cells.rfind(b",", 0, cells.rfind(b",")))
-                        tail = cells[cut + 1 :]
+                        # The cells after the link: the last _TAIL, unless one of them is
+                        # quoted (rsplit finds the comma faster than rfind calls in a row).
+                        head = cells.rsplit(b",", _TAIL)[0]
+                        tail = cells[len(head) + 1 :]
                         if b'"' in tail:
                             head, tail = self._parsed(cells, encoding)
                         else:
-                            head, tail = cells[:cut], tail + b"\r\n"
+                            tail += b"\r\n"
                         append(head)
                         append(link(purpose_salt, key_id, digest))
                         append(tail)
@@ -546,7 +567,7 @@ class _PostgreSQLLines:
             connection.commit()
 
     def _parsed(self, line: bytes, encoding: str) -> tuple[bytes, bytes]:
-        """Return the CSV of SPEC's cells of ``line`` and of its consent cells (csv module)."""
+        """Return the CSV of SPEC's cells of ``line`` and of the cells after the link (csv)."""
         [cells] = csv.reader([line.decode(encoding)])
         self.writer.writerow(cells[:_CELLS])
         head = _drain(self.buffer)[:-2]

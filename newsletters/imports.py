@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import Session
 
-from . import erasure, ledger, tokens
+from . import address_checks, erasure, ledger, tokens
 from .db import utcnow
 from .exports import COLUMNS, FORMULA_STARTS
 from .models import SOURCE_MAX_LENGTH, Newsletter, Source, Status, TokenPurpose
@@ -83,9 +83,11 @@ STAGED = (
     "detail",
     "salt",
     "digest",
+    "address_flags",
 )
 LINE, EMAIL, NAME, STATUS, SOURCE = range(5)
 OPTIN_IP, DETAIL = STAGED.index("optin_ip"), STAGED.index("detail")
+FLAGS = STAGED.index("address_flags")
 
 
 class ImportRefused(ValueError):
@@ -160,7 +162,7 @@ def import_csv(
     now = utcnow()
     try:
         columns, width = _header(reader, report)
-        checker = _Checker(columns, width, now, send_confirmation)
+        checker = _Checker(columns, width, now, send_confirmation, newsletter)
         writer = _writer(session, newsletter, now)
         batch = _Batch()
         reported, end = 0, reader.line_num
@@ -255,8 +257,16 @@ class _Checker:
     thousands of rows a second, each row has a few microseconds.
     """
 
-    def __init__(self, columns: dict[str, int], width: int, now: datetime, confirming: bool):
+    def __init__(
+        self,
+        columns: dict[str, int],
+        width: int,
+        now: datetime,
+        confirming: bool,
+        newsletter: Newsletter,
+    ):
         config = current_app.config
+        self.newsletters = [newsletter]
         self.confirming = confirming
         self.width = width
         self.latest = now + FUTURE_SLACK
@@ -285,7 +295,10 @@ class _Checker:
         optin_ip, confirm_ip, given_source = values[6:]
         if not given:
             raise _Unusable("the email cell is empty")
-        email = services.normalise_address(given)  # the signup's rule
+        # The signup's check: a typo is kept as typed (nobody to ask) and flagged, as are
+        # disposable and role addresses unless the newsletter refuses them; no DNS per row.
+        checked = services.check_address(given, self.newsletters, accept_typo=True, dns=False)
+        email = checked.address
         name = self._name(name)
         latest = self.latest
         optin_at = _time("optin_at", optin_at, latest)
@@ -328,6 +341,7 @@ class _Checker:
             detail,
             salt,
             digest,
+            address_checks.stored(checked.flags),
         )
 
     def _name(self, raw: str) -> str | None:
@@ -569,6 +583,7 @@ def _sign_up(session: Session, newsletter: Newsletter, rows: list[tuple]) -> int
             source=IMPORT,
             form_text=None,
             created_at=now,
+            address_flags=row[FLAGS],
         )
         for row in rows
     ]
@@ -675,7 +690,7 @@ _PG_STAGING = """
 CREATE TEMPORARY TABLE IF NOT EXISTS import_row (
     line integer, email text, name text, status text, source text, optin_at timestamp,
     optin_ip text, confirmed_at timestamp, confirm_ip text, unsubscribed_at timestamp,
-    detail text, salt text, digest text
+    detail text, salt text, digest text, address_flags text
 ) ON COMMIT DROP"""
 _PG_SEEN = """
 CREATE TEMPORARY TABLE IF NOT EXISTS import_seen (email text PRIMARY KEY, line integer)
@@ -714,9 +729,10 @@ WITH batch AS MATERIALIZED (
     FROM import_row AS r
 ), added AS (
     INSERT INTO subscription (newsletter_id, subscriber_id, status, name, source, optin_at,
-        optin_ip, confirmed_at, confirm_ip, unsubscribed_at, unsubscribe_token_id, created_at)
+        optin_ip, confirmed_at, confirm_ip, unsubscribed_at, unsubscribe_token_id, created_at,
+        address_flags)
     SELECT :newsletter, subscriber_id, status, name, source, optin_at, optin_ip, confirmed_at,
-        confirm_ip, unsubscribed_at, nextval({sequence}::regclass), :now
+        confirm_ip, unsubscribed_at, nextval({sequence}::regclass), :now, address_flags
     FROM batch WHERE subscriber_id IS NOT NULL ORDER BY line
     ON CONFLICT (newsletter_id, subscriber_id) DO NOTHING
     RETURNING id, subscriber_id, unsubscribe_token_id
@@ -815,9 +831,10 @@ SELECT 'unsubscribe', subscriber_id, salt, :key_id, digest, :now FROM temp.impor
 ORDER BY line""")
 _SQLITE_SUBSCRIPTIONS = sa.text("""
 INSERT INTO subscription (newsletter_id, subscriber_id, status, name, source, optin_at,
-    optin_ip, confirmed_at, confirm_ip, unsubscribed_at, unsubscribe_token_id, created_at)
+    optin_ip, confirmed_at, confirm_ip, unsubscribed_at, unsubscribe_token_id, created_at,
+    address_flags)
 SELECT :newsletter, r.subscriber_id, r.status, r.name, r.source, r.optin_at, r.optin_ip,
-    r.confirmed_at, r.confirm_ip, r.unsubscribed_at, t.id, :now
+    r.confirmed_at, r.confirm_ip, r.unsubscribed_at, t.id, :now, r.address_flags
 FROM temp.import_row AS r CROSS JOIN token AS t WHERE t.digest = r.digest
 ORDER BY r.line""")
 _SQLITE_ADDED = sa.text("""

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, g, request
+from flask_babel import gettext
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
@@ -34,13 +35,22 @@ from . import editors
 
 log = logging.getLogger(__name__)
 
-TOO_MANY_SIGNUPS = "Too many signups from your network. Please wait a minute and try again."
-TOO_MANY_LOGINS = "Too many login attempts from your network. Please wait a minute."
-TOO_MANY_LOGINS_FOR_ACCOUNT = (
+
+def _(text: str) -> str:
+    """Mark ``text`` for the catalogue; ``translated`` translates it for each refusal."""
+    return text
+
+
+# The 429 answers' texts, in English; each refusal says it in the request's language.
+TOO_MANY_SIGNUPS = _("Too many signups from your network. Please wait a minute and try again.")
+TOO_MANY_LOGINS = _("Too many login attempts from your network. Please wait a minute.")
+TOO_MANY_LOGINS_FOR_ACCOUNT = _(
     "Too many login attempts for this account, from wherever they came. "
     "Please wait a few minutes and try again."
 )
-TOO_MANY_API_REQUESTS = "Too many requests with this API key. Wait as Retry-After says, then retry."
+TOO_MANY_API_REQUESTS = _(
+    "Too many requests with this API key. Wait as Retry-After says, then retry."
+)
 
 # The attribute that carries a view's mark; functools.wraps copies it to outer decorators.
 MARK = "rate_limit"
@@ -97,13 +107,13 @@ def init_app(app: Flask) -> Limiter:
         lambda: current_app.config["SIGNUP_RATE_LIMIT"],
         scope="signup",
         methods=["POST"],
-        error_message=TOO_MANY_SIGNUPS,
+        error_message=translated(TOO_MANY_SIGNUPS),
     )
     per_ip_logins = limiter.shared_limit(
         lambda: current_app.config["LOGIN_RATE_LIMIT"],
         scope="login",
         methods=["POST"],
-        error_message=TOO_MANY_LOGINS,
+        error_message=translated(TOO_MANY_LOGINS),
     )
     # Guesses at one password spread over many addresses meet this one. It counts for a time
     # window only, so whoever tried to lock the right person out cannot do it for longer.
@@ -112,7 +122,7 @@ def init_app(app: Flask) -> Limiter:
         scope="login-account",
         key_func=_login_account,
         methods=["POST"],
-        error_message=TOO_MANY_LOGINS_FOR_ACCOUNT,
+        error_message=translated(TOO_MANY_LOGINS_FOR_ACCOUNT),
     )
     # One budget per key over every API endpoint; a decorated limit is checked when the view is
     # called, after the API blueprint's before_request has authenticated the key.
@@ -120,7 +130,7 @@ def init_app(app: Flask) -> Limiter:
         lambda: current_app.config["API_RATE_LIMIT"],
         scope="api-key",
         key_func=_api_key,
-        error_message=TOO_MANY_API_REQUESTS,
+        error_message=translated(TOO_MANY_API_REQUESTS),
     )
     decorators = {
         SIGNUP: [per_ip_signups],
@@ -136,6 +146,14 @@ def init_app(app: Flask) -> Limiter:
         # On teardown: Flask-Limiter may find its storage gone in its own after_request hook.
         app.teardown_request(StorageWatch(limiter, url).look)
     return limiter
+
+
+def translated(text: str) -> Callable[[], str]:
+    """Return the limiter's error message: ``text`` in the refused request's language.
+
+    In English in an app without Flask-Babel: the limits do not need it.
+    """
+    return lambda: gettext(text) if "babel" in current_app.extensions else text
 
 
 def storage_state(app: Flask) -> str:

@@ -8,17 +8,38 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .db import Base, UTCDateTime, utcnow
 
-# SPEC's default texts of the signup form; a newsletter may override each.
+
+def _(text: str) -> str:
+    """Mark ``text`` for the catalogue; it is translated where it is shown."""
+    return text
+
+
+# SPEC's default texts of the signup form, in English; a newsletter may override each, per
+# language (``NewsletterText``). Marked for the catalogue, translated where they are shown
+# (``Newsletter.text``), so each reader gets them in their language.
 DEFAULT_TEXTS = {
-    "placeholder": "Enter your email to subscribe",
-    "button": "Subscribe",
-    "required_note": "* indicates required",
-    "invalid_email": "Please, enter correct email address",
-    "success_title": "Successfully subscribed",
-    "success_text": (
+    "placeholder": _("Enter your email to subscribe"),
+    "button": _("Subscribe"),
+    "required_note": _("* indicates required"),
+    "invalid_email": _("Please, enter correct email address"),
+    "success_title": _("Successfully subscribed"),
+    "success_text": _(
         "Thank you for signing up for this newsletter. We've sent you a confirmation email."
     ),
 }
+# The texts of a newsletter that an editor may write per language (``NewsletterText.key``):
+# the form's, then the mails'. None of the mail texts has a default here: the mails say their
+# own (templates/mail).
+TEXT_KEYS = (
+    *DEFAULT_TEXTS,
+    "sender_name",
+    "confirm_subject",
+    "confirm_body",
+    "welcome_subject",
+    "welcome_body",
+    "reminder_subject",
+    "reminder_body",
+)
 
 
 class Status(enum.StrEnum):
@@ -90,37 +111,68 @@ class Newsletter(Base):
     name: Mapped[str] = mapped_column(sa.String(200))
     description: Mapped[str] = mapped_column(sa.Text, default="")
     is_public: Mapped[bool] = mapped_column(default=True)
-    # Form texts; None means SPEC's default (see ``text()``).
-    placeholder: Mapped[str | None] = mapped_column(sa.String(200))
-    button: Mapped[str | None] = mapped_column(sa.String(100))
-    required_note: Mapped[str | None] = mapped_column(sa.String(200))
-    invalid_email: Mapped[str | None] = mapped_column(sa.String(200))
-    success_title: Mapped[str | None] = mapped_column(sa.String(200))
-    success_text: Mapped[str | None] = mapped_column(sa.Text)
-    confirm_subject: Mapped[str | None] = mapped_column(sa.String(200))
-    # The editor's own words at the top of the confirmation mail (never the signer's).
-    confirm_body: Mapped[str | None] = mapped_column(sa.Text)
-    sender_name: Mapped[str | None] = mapped_column(sa.String(200))
-    # The mail after a confirmation: off unless an editor turns it on; their words, or ours.
+    # The language of its pages and mails unless a reader's is known (i18n.reader_language),
+    # and whether the reader's browser may choose another (False) or not (True).
+    language: Mapped[str] = mapped_column(sa.String(8), default="en", server_default="en")
+    pin_language: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # What a signup with a disposable address or a role address (info@) gets: "flag" (taken,
+    # and marked for editors) or "refuse".
+    disposable_policy: Mapped[str] = mapped_column(
+        sa.String(10), default="flag", server_default="flag"
+    )
+    role_policy: Mapped[str] = mapped_column(sa.String(10), default="flag", server_default="flag")
+    # The mail after a confirmation: off unless an editor turns it on (its texts: ``texts``).
     welcome_enabled: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
-    welcome_subject: Mapped[str | None] = mapped_column(sa.String(200))
-    welcome_body: Mapped[str | None] = mapped_column(sa.Text)
     # One reminder of a signup still unconfirmed after this many hours; None: none is sent.
     reminder_hours: Mapped[int | None] = mapped_column()
-    reminder_subject: Mapped[str | None] = mapped_column(sa.String(200))
-    reminder_body: Mapped[str | None] = mapped_column(sa.Text)
     # Origins (https://www.example.com) whose pages may embed the form, read the widget's
     # answers and be returned to after a signup; empty: any page may embed, none is returned to.
     allowed_origins: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    def text(self, key: str) -> str:
-        """Return this newsletter's form text ``key``, or SPEC's default."""
-        return getattr(self, key) or DEFAULT_TEXTS[key]
+    # The editor's texts, every language: read with the newsletter, since every page needs them.
+    texts: Mapped[list["NewsletterText"]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="NewsletterText.key"
+    )
+
+    def own_text(self, key: str, language: str | None = None) -> str | None:
+        """Return the editor's text ``key`` in ``language`` (default: the newsletter's), if any."""
+        language = language or self.language
+        for text in self.texts:
+            if text.key == key and text.language == language:
+                return text.value
+        return None
+
+    def text(self, key: str, language: str | None = None) -> str | None:
+        """Return text ``key`` in ``language`` (default: the page's or mail's language).
+
+        The editor's text in that language; else theirs in the newsletter's own language;
+        else the product's default, translated (None for a mail text, which has none).
+        """
+        from .i18n import current_language, translate
+
+        language = language or current_language()
+        own = self.own_text(key, language) or self.own_text(key)
+        if own:
+            return own
+        return translate(DEFAULT_TEXTS[key], language) if key in DEFAULT_TEXTS else None
 
     def origins(self) -> list[str]:
         """Return the allowed embed origins, as normalised when they were saved."""
         return (self.allowed_origins or "").split()
+
+
+class NewsletterText(Base):
+    """A newsletter's text (``TEXT_KEYS``) in one language, as its editor wrote it."""
+
+    __tablename__ = "newsletter_text"
+
+    newsletter_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("newsletter.id", ondelete="CASCADE"), primary_key=True
+    )
+    language: Mapped[str] = mapped_column(sa.String(8), primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(sa.Text)
 
 
 class SlugAlias(Base):
@@ -180,6 +232,15 @@ class Subscription(Base):
         sa.Index("ix_subscription_optins", "newsletter_id", "optin_at", "confirmed_at"),
         sa.Index("ix_subscription_confirmations", "newsletter_id", "confirmed_at"),
         sa.Index("ix_subscription_unsubscribes", "newsletter_id", "unsubscribed_at"),
+        # The subscriber list filtered by an address flag: only the flagged rows, newest
+        # first, so a rare flag is found without walking the whole list (bench/RESULTS.md).
+        sa.Index(
+            "ix_subscription_flagged",
+            "newsletter_id",
+            "id",
+            sqlite_where=sa.text("address_flags IS NOT NULL"),
+            postgresql_where=sa.text("address_flags IS NOT NULL"),
+        ),
         # Ids are never reused on SQLite either: the consent ledger's chains are by id.
         {"sqlite_autoincrement": True},
     )
@@ -204,6 +265,10 @@ class Subscription(Base):
     # the page the form was embedded in: the export's consent columns.
     text_digest: Mapped[str | None] = mapped_column(sa.String(64))
     origin: Mapped[str | None] = mapped_column(sa.String(255))
+    # The reader's language (i18n.LANGUAGES): every mail to them is in it.
+    language: Mapped[str | None] = mapped_column(sa.String(8))
+    # What the address check found (address_checks.FLAGS), space-separated: "disposable role".
+    address_flags: Mapped[str | None] = mapped_column(sa.String(64))
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confirm_ip: Mapped[str | None] = mapped_column(sa.String(45))
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -247,6 +312,8 @@ class SignupRequest(Base):
     source: Mapped[str] = mapped_column(sa.String(64))
     form_text: Mapped[str | None] = mapped_column(sa.Text)
     origin: Mapped[str | None] = mapped_column(sa.String(255))
+    language: Mapped[str | None] = mapped_column(sa.String(8))
+    address_flags: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -262,6 +329,8 @@ class LinkRequest(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(sa.String(320))
     ip: Mapped[str | None] = mapped_column(sa.String(45))
+    # The language of the page it was asked from: the link's mail is in it.
+    language: Mapped[str | None] = mapped_column(sa.String(8))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

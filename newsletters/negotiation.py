@@ -3,9 +3,8 @@
 from urllib.parse import parse_qsl
 
 from flask import current_app, request
+from flask_babel import gettext as _
 from werkzeug.exceptions import BadRequest
-
-NOT_UTF8 = "The form is not valid UTF-8 text. Send it encoded as UTF-8."
 
 
 def wants_json() -> bool:
@@ -29,7 +28,7 @@ def refuse_undecodable_form() -> None:
     try:
         parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
-        raise BadRequest(NOT_UTF8) from None
+        raise BadRequest(_("The form is not valid UTF-8 text. Send it encoded as UTF-8.")) from None
 
 
 def takes_large_uploads(view):
@@ -55,7 +54,7 @@ def repeated_key(pairs: list[tuple[str, object]]) -> str | None:
     json.loads would keep the last of them silently; the signup paths refuse such a body.
     """
     seen = set()
-    for key, _ in pairs:
+    for key, _value in pairs:
         if key in seen:
             return key
         seen.add(key)

@@ -8,6 +8,9 @@ product itself knows (times, the form's version, the source): nothing the signer
 set-based and runs from the worker (``Reminders``, about once a minute): it finds the signups
 whose confirmation mail went out ``reminder_hours`` ago and whose link still works, and
 queues one reminder per link, counted against the address's daily mail budget.
+
+Each mail carries its reader's language (``Subscription.language``) in its payload: the worker
+writes it in that language.
 """
 
 import logging
@@ -20,7 +23,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import Session
 
-from . import db
+from . import db, i18n
 from .db import utcnow
 from .models import (
     Newsletter,
@@ -48,6 +51,11 @@ REMINDER_BATCH = 500
 REMINDER_INTERVAL_SECONDS = 60.0
 # How many characters of the form text's digest the receipt shows: enough to tell versions.
 RECEIPT_DIGEST_LENGTH = 12
+
+
+def _(text: str) -> str:
+    """Mark ``text`` for the catalogue; the welcome mail's template translates it."""
+    return text
 
 
 def queue_welcome(session: Session, subscriptions: Iterable[Subscription], now: datetime) -> int:
@@ -79,11 +87,12 @@ def queue_welcome(session: Session, subscriptions: Iterable[Subscription], now: 
         processing.outbox_row(
             OutboxKind.WELCOME,
             s.subscriber.email,
-            {
-                "token_id": s.unsubscribe_token_id,
-                "newsletter_ids": [s.newsletter_id],
-                "receipt": receipt(s, now),
-            },
+            _payload(
+                token_id=s.unsubscribe_token_id,
+                newsletter_ids=[s.newsletter_id],
+                receipt=receipt(s, now),
+                language=s.language,
+            ),
             now,
         )
         for s in due
@@ -95,15 +104,25 @@ def queue_welcome(session: Session, subscriptions: Iterable[Subscription], now: 
 
 
 def receipt(subscription: Subscription, confirmed_at: datetime) -> dict[str, str]:
-    """Return the consent receipt of ``subscription``: label → value, nothing the signer typed."""
+    """Return the consent receipt of ``subscription``: label → value, nothing the signer typed.
+
+    The labels are stored in English, as queued mails already hold them, and translated by
+    the mail's template. The values are the record's own: times in ISO 8601, in UTC.
+    """
     digest = subscription.text_digest
     return {
-        "Newsletter": subscription.newsletter.name,
-        "Signed up": _iso(subscription.optin_at) or "—",
-        "Confirmed": _iso(confirmed_at),
-        "Form text version": digest[:RECEIPT_DIGEST_LENGTH] if digest else "—",
-        "Source": str(subscription.source),
+        _("Newsletter"): subscription.newsletter.name,
+        _("Signed up"): _iso(subscription.optin_at) or "—",
+        _("Confirmed"): _iso(confirmed_at),
+        _("Form text version"): digest[:RECEIPT_DIGEST_LENGTH] if digest else "—",
+        _("Source"): str(subscription.source),
     }
+
+
+def _payload(language: str | None, **payload) -> dict:
+    """Return a mail's payload: ``payload``, and the reader's language when it is known."""
+    language = i18n.supported(language)
+    return (payload | {"language": language}) if language else payload
 
 
 @dataclass(frozen=True)
@@ -165,6 +184,7 @@ def queue_reminders(session: Session, now: datetime, limit: int = REMINDER_BATCH
             SUBSCRIPTIONS.c.id,
             SUBSCRIPTIONS.c.subscriber_id,
             SUBSCRIPTIONS.c.newsletter_id,
+            SUBSCRIPTIONS.c.language,
             _latest_confirm_token().label("token_id"),
         )
         .where(due, SUBSCRIPTIONS.c.subscriber_id.in_(list(subscribers)))
@@ -203,7 +223,12 @@ def queue_reminders(session: Session, now: datetime, limit: int = REMINDER_BATCH
             processing.outbox_row(
                 OutboxKind.REMINDER,
                 subscriber["email"],
-                {"token_id": token_id, "newsletter_ids": newsletter_ids},
+                _payload(
+                    # A link's signups share their reader: the first language known.
+                    next((r.language for r in rows if r.language), None),
+                    token_id=token_id,
+                    newsletter_ids=newsletter_ids,
+                ),
                 now,
             )
         )

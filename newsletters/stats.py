@@ -7,19 +7,23 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
+from babel.dates import format_skeleton
+from babel.numbers import format_decimal
+from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Session
 
 from . import catalogue
 from .db import utcnow
+from .i18n import current_language
 from .mail import outbox
 from .models import Newsletter, Status, Subscription
 
 DAYS = 90
 # The three series of the chart: the column each counts, and its legend label.
 SERIES = (
-    ("signups", Subscription.optin_at, "Signups"),
-    ("confirmations", Subscription.confirmed_at, "Confirmations"),
-    ("unsubscribes", Subscription.unsubscribed_at, "Unsubscribes"),
+    ("signups", Subscription.optin_at, _l("Signups")),
+    ("confirmations", Subscription.confirmed_at, _l("Confirmations")),
+    ("unsubscribes", Subscription.unsubscribed_at, _l("Unsubscribes")),
 )
 
 
@@ -152,10 +156,14 @@ STYLES = {
 
 
 def chart(days: list[Day], width: int = 720, height: int = 280) -> Chart:
-    """Lay out ``days`` as three lines over a shared day axis and a count axis from zero."""
+    """Lay out ``days`` as three lines over a shared day axis and a count axis from zero.
+
+    Its labels are in the current language ("Mar 31", "31 бер."; "1,000", "1 000").
+    """
+    language = current_language()
     # Room on the right for half of the last day's label, centred under its point.
     left, right, top, bottom = 48, width - 28, 40, height - 48
-    highest = max((getattr(d, key) for d in days for key, _c, _l in SERIES), default=0)
+    highest = max((getattr(d, key) for d in days for key, _column, _label in SERIES), default=0)
     step, ceiling = _scale(highest)
 
     def x(i: int) -> float:
@@ -167,7 +175,7 @@ def chart(days: list[Day], width: int = 720, height: int = 280) -> Chart:
     lines = [
         Line(
             key,
-            label,
+            str(label),
             *STYLES[key],
             " ".join(f"{x(i):.1f},{y(getattr(d, key)):.1f}" for i, d in enumerate(days)),
         )
@@ -176,11 +184,11 @@ def chart(days: list[Day], width: int = 720, height: int = 280) -> Chart:
     # About one label a fortnight, and always the last day, so "today" is readable.
     every = max(len(days) // 6, 1)
     x_ticks = [
-        Tick(f"{d.day:%b} {d.day.day}", x(i))
+        Tick(format_skeleton("MMMd", d.day, locale=language), x(i))
         for i, d in enumerate(days)
         if i % every == 0 and len(days) - 1 - i >= every // 2 or i == len(days) - 1
     ]
-    y_ticks = [Tick(str(v), y(v)) for v in range(0, ceiling + 1, step)]
+    y_ticks = [Tick(format_decimal(v, locale=language), y(v)) for v in range(0, ceiling + 1, step)]
     return Chart(width, height, left, top, right, bottom, lines, x_ticks, y_ticks)
 
 

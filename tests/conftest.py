@@ -14,9 +14,9 @@ from aiosmtpd.controller import Controller
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
-from newsletters import create_app, db
+from newsletters import catalogue, create_app, db
 from newsletters.migrations import upgrade
-from newsletters.models import Base, Newsletter
+from newsletters.models import TEXT_KEYS, Base, Newsletter, NewsletterText
 
 POSTGRES_ENV = "NEWSLETTERS_TEST_DATABASE_URL"
 # CI sets this: a part of the suite that cannot run there is a failure, not a skip.
@@ -131,6 +131,24 @@ def session(app):
     with Session(engine, expire_on_commit=False) as session:
         yield session
     engine.dispose()
+
+
+def newsletter_with(language: str = "en", **fields) -> Newsletter:
+    """Return a ``Newsletter`` of ``fields``; those of TEXT_KEYS are its texts in ``language``."""
+    texts = [
+        NewsletterText(key=key, language=language, value=fields.pop(key))
+        for key in TEXT_KEYS
+        if fields.get(key) is not None
+    ]
+    return Newsletter(**fields, texts=texts)
+
+
+def set_texts(session, slug: str = "briefing", language: str = "en", **texts) -> None:
+    """Set texts of the newsletter ``slug`` in ``language`` as they are stored, unchecked."""
+    newsletter = session.scalar(sa.select(Newsletter).where(Newsletter.slug == slug))
+    for key, value in texts.items():
+        catalogue.set_text(newsletter, key, language, value)
+    session.commit()
 
 
 @pytest.fixture

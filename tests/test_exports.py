@@ -26,7 +26,9 @@ SPEC_HEADER = (
     "email,name,status,optin_at,optin_ip,confirmed_at,confirm_ip,unsubscribed_at,source,"
     "unsubscribe_url"
 )
-HEADER = SPEC_HEADER + ",form_text_version,source_origin,confirmation_evidence"
+HEADER = (
+    SPEC_HEADER + ",form_text_version,source_origin,confirmation_evidence,address_flags,language"
+)
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
@@ -271,6 +273,35 @@ def test_json_lines_carry_the_same_fields_as_the_csv(app, client, runner, newsle
     assert objects[0]["status"] == "confirmed" and objects[1]["status"] == "pending"
 
 
+def test_address_flags_and_language_follow_the_consent_columns_in_csv_and_json_lines(
+    client, runner, newsletter, session
+):
+    for email in ("flagged@example.com", "plain@example.com"):
+        sign_up(client, email)
+    # As the signup's address checks and language choice store them (or an older row).
+    for email, flags, language in [
+        ("flagged@example.com", "disposable role", "uk"),
+        ("plain@example.com", None, None),
+    ]:
+        session.execute(
+            sa.update(Subscription)
+            .where(Subscription.subscriber.has(email=email))
+            .values(address_flags=flags, language=language)
+        )
+    session.commit()
+
+    assert exports.COLUMNS[-2:] == ("address_flags", "language")
+    csv_rows = export_rows(runner, "--status", "all")
+    jsonl = export_text(runner, "--status", "all", "--format", "jsonl").splitlines()
+    for rows in (csv_rows, [json.loads(line) for line in jsonl]):
+        assert [(r["email"], r["address_flags"], r["language"]) for r in rows] == [
+            ("flagged@example.com", "disposable role", "uk"),
+            ("plain@example.com", "", ""),
+        ]
+    lines = export_text(runner, "--status", "all").splitlines()
+    assert lines[1].endswith(",disposable role,uk") and lines[2].endswith(",,")
+
+
 def test_json_lines_keep_a_formula_like_name_as_typed(client, runner, newsletter):
     # JSON is data, not a spreadsheet: the receiving program gets the name the reader gave.
     sign_up(client, "reader@example.com", name="=1+2")
@@ -400,6 +431,8 @@ ORIGINS = [
     "http://carriage\rreturn",
 ]
 DIGESTS = [None, "0123456789abcdef" * 4, "", "short"]
+FLAGS = [None, "role", "typo disposable", "no_mx", "unchecked", "disposable role", ""]
+LANGUAGES = [None, "en", "uk"]
 OLD_KEY = "an-old-key-longer-than-a-sha256-block-" + "x" * 40
 DROPPED_KEY = "a-key-nobody-honours-any-more"
 
@@ -437,6 +470,8 @@ def add_varied_rows(session, newsletter_id, current_key, rows=300):
                 origin=ORIGINS[i % len(ORIGINS)],
                 text_digest=DIGESTS[i % len(DIGESTS)],
                 confirmation_mailed_at=MOMENTS[(i // 2) % 4],
+                address_flags=FLAGS[i % len(FLAGS)],
+                language=LANGUAGES[i % len(LANGUAGES)],
             )
         )
     session.commit()
@@ -486,6 +521,8 @@ def reference_rows(session, newsletter_id, status):
             "form_text_version": (subscription.text_digest or "")[:12],
             "source_origin": subscription.origin or "",
             "confirmation_evidence": confirmation(subscription),
+            "address_flags": subscription.address_flags or "",
+            "language": subscription.language or "",
         }
 
 

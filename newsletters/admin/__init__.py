@@ -2,21 +2,27 @@
 
 import logging
 from functools import wraps
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from flask import Blueprint, Flask, abort, flash, redirect, request, url_for
+from flask import Blueprint, Flask, abort, flash, redirect, request, session, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager, current_user
 from werkzeug.exceptions import Forbidden
 
-from .. import db, headers
+from .. import db, headers, i18n
 from ..errors import http_error
 from ..models import Editor, Newsletter
+from ..text import has_control_characters
 
 log = logging.getLogger(__name__)
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 login_manager = LoginManager()
 login_manager.login_view = "admin.login"
-login_manager.login_message = "Log in to see this page."
+login_manager.login_message = _l("Log in to see this page.")
+# Flashed in the language of the request that asks for a login; a flash must be plain text.
+login_manager.localize_callback = str
 login_manager.session_protection = "basic"
 
 
@@ -37,7 +43,7 @@ def load_editor(identity: str) -> Editor | None:
 @bp.before_request
 def require_login():
     """Send anyone not logged in to the login page; the login page itself is open."""
-    if request.endpoint in ("admin.login",) or current_user.is_authenticated:
+    if request.endpoint in ("admin.login", "admin.language") or current_user.is_authenticated:
         return None
     return login_manager.unauthorized()
 
@@ -84,7 +90,7 @@ def admin_required(view):
     @wraps(view)
     def wrapped(*args, **kwargs):
         if not current_user.is_admin:
-            abort(403, description="Only admins may do this.")
+            abort(403, description=_("Only admins may do this."))
         return view(*args, **kwargs)
 
     return wrapped
@@ -94,9 +100,9 @@ def editable_newsletter(slug: str) -> Newsletter:
     """Return the newsletter ``slug`` if the current editor may edit it: else 404 or 403."""
     newsletter = db.session().scalar(sa.select(Newsletter).where(Newsletter.slug == slug))
     if newsletter is None:
-        abort(404, description=f"There is no newsletter called {slug!r}.")
+        abort(404, description=_("There is no newsletter called %(slug)s.", slug=repr(slug)))
     if not current_user.may_edit(newsletter):
-        abort(403, description="You are not an editor of this newsletter.")
+        abort(403, description=_("You are not an editor of this newsletter."))
     return newsletter
 
 
@@ -111,6 +117,43 @@ def done(message: str, endpoint: str, **values):
     """Flash ``message`` and redirect (303) to ``endpoint``: the end of a successful POST."""
     flash(message)
     return redirect(url_for(endpoint, **values), 303)
+
+
+def local_path(target: str | None) -> str | None:
+    """Return ``target`` if it is a path on this site, never another site; else None.
+
+    Browsers read ``/\\host`` as ``//host``, and drop tabs and line breaks from a URL, so a
+    backslash or a control character anywhere refuses the target too.
+    """
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return None
+    if "\\" in target or any(c.isspace() for c in target) or has_control_characters(target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target
+
+
+@bp.post("/language")
+def language():
+    """Remember the language the editor chose (field ``language``), then go back (``next``).
+
+    Open before login too: the login page carries the menu. CSRFProtect checks the token.
+    """
+    chosen = request.form.get("language", "")
+    if chosen not in i18n.LANGUAGES:
+        abort(
+            400,
+            description=_(
+                "There is no language %(language)s here: choose one of %(choices)s.",
+                language=repr(chosen[:20]),
+                choices=", ".join(i18n.LANGUAGES),
+            ),
+        )
+    session["language"] = chosen
+    target = local_path(request.form.get("next")) or url_for(".index")
+    return redirect(target, 303)
 
 
 def init_app(app: Flask) -> None:

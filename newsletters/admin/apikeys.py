@@ -1,6 +1,8 @@
 """API keys in the editors' area: an editor's own keys (an admin sees all), create, revoke."""
 
 from flask import abort, render_template, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, StringField
@@ -14,10 +16,10 @@ class ApiKeyForm(FlaskForm):
     """A new key's name and access, parsed only: ``apikeys.create`` checks them."""
 
     name = StringField(
-        "Name (where the key is used, e.g. shop signups)",
+        _l("Name (where the key is used, e.g. shop signups)"),
         render_kw={"maxlength": apikeys.NAME_MAX_LENGTH},
     )
-    read_only = BooleanField("Read only (may read lists and changes, not sign anyone up)")
+    read_only = BooleanField(_l("Read only (may read lists and changes, not sign anyone up)"))
 
 
 @bp.route("/api-keys", methods=["GET", "POST"])
@@ -49,7 +51,10 @@ def apikey_revoke(key_id: int):
         return _page(ApiKeyForm(formdata=None), revoking=api_key)
     apikeys.revoke(session, api_key)
     session.commit()
-    return done(f"Revoked the API key {api_key.name} ({api_key.prefix}…).", ".apikey_list")
+    return done(
+        _("Revoked the API key %(name)s (%(prefix)s…).", name=api_key.name, prefix=api_key.prefix),
+        ".apikey_list",
+    )
 
 
 def _page(form: ApiKeyForm, status: int = 200, **shown):
@@ -64,10 +69,10 @@ def _own_key(key_id: int) -> ApiKey:
     try:
         api_key = apikeys.find(db.session(), key_id)
     except apikeys.ApiKeyError:
-        abort(404, description=f"There is no API key number {key_id}.")
+        abort(404, description=_("There is no API key number %(number)s.", number=key_id))
     if api_key.editor_id != current_user.id and not current_user.is_admin:
         abort(
             403,
-            description="This API key is another editor's: only they or an admin may revoke it.",
+            description=_("This API key is another editor's: only they or an admin may revoke it."),
         )
     return api_key

@@ -1,12 +1,11 @@
 """Logging in and out, and changing one's password."""
 
-from urllib.parse import urlsplit
-
 from flask import redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
 from .. import db, editors, limits
-from . import bp, done
+from . import bp, done, local_path
 from .forms import LoginForm, PasswordForm
 
 
@@ -19,8 +18,8 @@ def login():
         editor = editors.authenticate(db.session(), form.email.data, form.password.data)
         if editor is not None:
             login_user(editor)
-            return redirect(_safe_next() or url_for(".index"), 303)
-        form.password.errors.append("Wrong email or password.")
+            return redirect(local_path(request.args.get("next")) or url_for(".index"), 303)
+        form.password.errors.append(_("Wrong email or password."))
     status = 400 if request.method == "POST" else 200
     return render_template("admin/login.html", form=form), status
 
@@ -38,21 +37,12 @@ def password():
     form = PasswordForm()
     if form.validate_on_submit():
         if editors.authenticate(db.session(), current_user.email, form.current.data) is None:
-            form.current.errors.append("That is not your current password.")
+            form.current.errors.append(_("That is not your current password."))
         else:
             editors.change_password(db.session(), current_user, form.new.data)
             db.session().commit()
             # This session carries the new version; the others do not, and end.
             login_user(current_user._get_current_object())
-            return done("Password changed. Your other sessions have ended.", ".index")
+            return done(_("Password changed. Your other sessions have ended."), ".index")
     status = 400 if form.errors else 200
     return render_template("admin/password.html", form=form), status
-
-
-def _safe_next() -> str | None:
-    """Return the ``next`` page if it is a path on this site, never another site."""
-    target = request.args.get("next", "")
-    parts = urlsplit(target)
-    if target.startswith("/") and not target.startswith("//") and not parts.netloc:
-        return target
-    return None

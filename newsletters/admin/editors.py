@@ -4,6 +4,9 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 from flask import abort, render_template, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel.speaklater import LazyString
 from flask_login import current_user
 from sqlalchemy.orm import Session
 
@@ -35,7 +38,7 @@ def editor_list():
             form.email.errors.append(str(exc))
         else:
             session.commit()
-            return done(f"Added {form.email.data}.", ".editor_list")
+            return done(_("Added %(email)s.", email=form.email.data), ".editor_list")
     return _page(session, newsletters, form, 400 if form.errors else 200)
 
 
@@ -49,14 +52,19 @@ def editor_access(editor_id: int):
     form = _access_form(editor, newsletters, submitted=True)
     if not form.validate():
         errors = "; ".join(error for field in form.errors.values() for error in field)
-        abort(400, description=f"Nothing was changed for {editor.email}: {errors}")
+        abort(
+            400,
+            description=_(
+                "Nothing was changed for %(email)s: %(errors)s", email=editor.email, errors=errors
+            ),
+        )
     chosen = [n for n in newsletters if n.id in form.newsletters.data]
 
     def change(session, editor, by):
         editors.set_admin(session, editor, form.is_admin.data, by=by)
         editors.set_newsletters(session, editor, chosen)
 
-    return _change(session, editor, change, "Saved what {} may do.")
+    return _change(session, editor, change, _l("Saved what %(email)s may do."))
 
 
 @bp.post("/editors/<int:editor_id>/disable")
@@ -68,7 +76,7 @@ def editor_disable(editor_id: int):
         session,
         _editor(session, editor_id),
         editors.disable,
-        "Disabled {}: they cannot log in, and their sessions have ended.",
+        _l("Disabled %(email)s: they cannot log in, and their sessions have ended."),
     )
 
 
@@ -81,7 +89,7 @@ def editor_enable(editor_id: int):
         session,
         _editor(session, editor_id),
         lambda session, editor, by: editors.enable(session, editor),
-        "Enabled {}: they may log in again.",
+        _l("Enabled %(email)s: they may log in again."),
     )
 
 
@@ -93,7 +101,7 @@ def editor_remove(editor_id: int):
     editor = _editor(session, editor_id)
     if request.method == "GET":
         return render_template("admin/editor_remove.html", editor=editor)
-    return _change(session, editor, editors.remove, "Removed {}.")
+    return _change(session, editor, editors.remove, _l("Removed %(email)s."))
 
 
 @bp.get("/exports")
@@ -106,8 +114,11 @@ def export_log():
     return render_template("admin/exports.html", records=list(records))
 
 
-def _change(session: Session, editor: Editor, action: Callable, message: str):
-    """Apply ``action`` to ``editor`` as the current admin; commit, or show why it was refused."""
+def _change(session: Session, editor: Editor, action: Callable, message: LazyString):
+    """Apply ``action`` to ``editor`` as the current admin; commit, or show why it was refused.
+
+    ``message`` is what to flash after, with ``%(email)s`` for the editor's address.
+    """
     email = editor.email
     try:
         action(session, editor, by=current_user._get_current_object())
@@ -116,7 +127,7 @@ def _change(session: Session, editor: Editor, action: Callable, message: str):
         page = EditorForm(formdata=None)
         return _page(session, _newsletters(session), page, 409, refusal=str(exc))
     session.commit()
-    return done(message.format(email), ".editor_list")
+    return done(message % {"email": email}, ".editor_list")
 
 
 def _page(
@@ -150,7 +161,9 @@ def _access_form(
 def _editor(session: Session, editor_id: int) -> Editor:
     editor = session.get(Editor, editor_id)
     if editor is None:
-        abort(404, description=f"There is no editor number {editor_id} (any more).")
+        abort(
+            404, description=_("There is no editor number %(number)s (any more).", number=editor_id)
+        )
     return editor
 
 

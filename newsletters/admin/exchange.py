@@ -3,6 +3,7 @@
 import io
 
 from flask import Response, render_template, request, stream_with_context
+from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.exceptions import BadRequest
 
@@ -18,9 +19,13 @@ def export(slug):
     status = request.args.get("status", "confirmed")
     fmt = request.args.get("format", "csv")
     if status not in exports.STATUSES:
-        raise BadRequest(f"status must be one of: {', '.join(exports.STATUSES)}.")
+        raise BadRequest(
+            _("status must be one of: %(choices)s.", choices=", ".join(exports.STATUSES))
+        )
     if fmt not in exports.FORMATS:
-        raise BadRequest(f"format must be one of: {', '.join(sorted(exports.FORMATS))}.")
+        raise BadRequest(
+            _("format must be one of: %(choices)s.", choices=", ".join(sorted(exports.FORMATS)))
+        )
     chunks = exports.export(db.session(), newsletter, status, fmt, current_user, via="admin")
     filename = f"{newsletter.slug}-{status}.{fmt}"
     return Response(

@@ -1,6 +1,8 @@
 """The mail outbox for admins: what was given up or refused, and a button to try again."""
 
 from flask import abort, render_template, request
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from .. import db
 from ..mail import outbox
@@ -34,9 +36,16 @@ def outbox_retry():
     else:
         message_id = request.form.get("id", "")
         if not message_id.isdigit():
-            abort(400, description="Say which mail to retry: its number is missing.")
+            abort(400, description=_("Say which mail to retry: its number is missing."))
         retried = outbox.retry(session, [OutboxState.DEAD, OutboxState.FAILED], [int(message_id)])
         if not retried:
-            abort(404, description=f"Mail {message_id} is not dead or failed (any more).")
+            abort(
+                404,
+                description=_(
+                    "Mail %(number)s is not dead or failed (any more).", number=message_id
+                ),
+            )
     session.commit()
-    return done(f"Queued again: {len(retried)} mails.", ".outbox_list")
+    # One form for one mail too, as the page has always said it; Ukrainian needs three.
+    message = ngettext("Queued again: %(num)d mails.", "Queued again: %(num)d mails.", len(retried))
+    return done(message, ".outbox_list")

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from flask import Response, abort, render_template, request
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import BadRequest
@@ -51,27 +52,42 @@ def dashboard(slug):
 
 @bp.get("/n/<slug>/subscribers")
 def subscribers(slug):
-    """List a newsletter's subscriptions, newest first, by status and address prefix."""
+    """List a newsletter's subscriptions, newest first, by status, address flag and prefix."""
     newsletter = editable_newsletter(slug)
     status = request.args.get("status", "")
     if status and status not in listing.STATUSES:
         raise BadRequest(
-            f"There is no status {status[:40]!r}: use one of {', '.join(listing.STATUSES)}, "
-            "or leave it out to list every subscription."
+            _(
+                "There is no status %(status)s: use one of %(choices)s, "
+                "or leave it out to list every subscription.",
+                status=repr(status[:40]),
+                choices=", ".join(listing.STATUSES),
+            )
+        )
+    flag = request.args.get("flag", "")
+    if flag and flag not in listing.ADDRESS_FLAGS:
+        raise BadRequest(
+            _(
+                "There is no address flag %(flag)s: use one of %(choices)s, "
+                "or leave it out to list every address.",
+                flag=repr(flag[:40]),
+                choices=", ".join(listing.ADDRESS_FLAGS),
+            )
         )
     query = unicodedata.normalize("NFC", request.args.get("q", "").strip()).lower()
     if len(query) > 320:
-        raise BadRequest("The search is longer than any email address; shorten it.")
+        raise BadRequest(_("The search is longer than any email address; shorten it."))
     if any(unicodedata.category(ch) == "Cc" for ch in query):
-        raise BadRequest("The search may not contain control characters; no address does.")
+        raise BadRequest(_("The search may not contain control characters; no address does."))
     after = request.args.get("after", "")
     if after and not (after.isascii() and after.isdigit() and len(after) <= 18):
-        raise BadRequest("The page asked for does not exist; start again from the first page.")
+        raise BadRequest(_("The page asked for does not exist; start again from the first page."))
     page = listing.list_page(
         db.session(),
         newsletter,
         status=status or None,
         prefix=query or None,
+        flag=flag or None,
         after=int(after) if after else None,
     )
     return render_template(
@@ -79,9 +95,12 @@ def subscribers(slug):
         newsletter=newsletter,
         page=page,
         status=status,
+        flag=flag,
         query=query,
         after=after,
         statuses=listing.STATUSES,
+        status_labels=listing.STATUS_LABELS,
+        flags=listing.ADDRESS_FLAGS,
         page_size=listing.PAGE_SIZE,
     )
 
@@ -94,6 +113,8 @@ def subscriber(slug, subscription_id):
         "admin/subscriber.html",
         newsletter=newsletter,
         subscription=subscription,
+        status_labels=listing.STATUS_LABELS,
+        flags=listing.ADDRESS_FLAGS,
         events=events,
         breaks=ledger.check_chain(events),
     )
@@ -145,7 +166,11 @@ def subscriber_unsubscribe(slug, subscription_id):
     )
     db.session().commit()
     address = subscription.subscriber.email
-    message = f"Unsubscribed {address}." if changed else f"{address} was already unsubscribed."
+    message = (
+        _("Unsubscribed %(address)s.", address=address)
+        if changed
+        else _("%(address)s was already unsubscribed.", address=address)
+    )
     return done(message, ".subscriber", slug=slug, subscription_id=subscription_id)
 
 
@@ -157,9 +182,11 @@ def subscriber_delete(slug, subscription_id):
     address = subscription.subscriber.email
     services.delete(db.session(), subscription, current_user._get_current_object(), _evidence())
     db.session().commit()
-    message = (
-        f"Deleted {address} from {newsletter.name}. Its consent history is kept; "
-        "to remove the person's data everywhere, an admin can erase the address."
+    message = _(
+        "Deleted %(address)s from %(newsletter)s. Its consent history is kept; "
+        "to remove the person's data everywhere, an admin can erase the address.",
+        address=address,
+        newsletter=newsletter.name,
     )
     return done(message, ".subscribers", slug=slug)
 
@@ -172,8 +199,10 @@ def subscriber_erase(slug, subscription_id):
     subscription = _subscription_of(newsletter, subscription_id)
     if request.form.get("confirm") != ERASE_CONFIRMATION:
         raise BadRequest(
-            "Nothing was erased: tick the box that confirms the person asked for their data "
-            "to be erased, then press Erase again."
+            _(
+                "Nothing was erased: tick the box that confirms the person asked for their "
+                "data to be erased, then press Erase again."
+            )
         )
     erasure.erase(
         db.session(),
@@ -183,10 +212,11 @@ def subscriber_erase(slug, subscription_id):
     )
     db.session().commit()
     # The address stays out of the message: it would sit in the session cookie until shown.
-    message = (
-        f"Erased subscriber {subscription_id} everywhere: their address and personal data are "
+    message = _(
+        "Erased subscriber %(id)s everywhere: their address and personal data are "
         "gone from every newsletter, and the address can come back only by its owner's own "
-        "confirmed signup. The consent ledger keeps that consent existed and was withdrawn."
+        "confirmed signup. The consent ledger keeps that consent existed and was withdrawn.",
+        id=subscription_id,
     )
     return done(message, ".subscribers", slug=slug)
 
@@ -203,7 +233,7 @@ def _subscription_of(newsletter: Newsletter, subscription_id: int) -> Subscripti
         .where(Subscription.id == subscription_id, Subscription.newsletter_id == newsletter.id)
     )
     if subscription is None:
-        abort(404, description="This newsletter has no such subscriber.")
+        abort(404, description=_("This newsletter has no such subscriber."))
     return subscription
 
 

@@ -1,6 +1,8 @@
 """Webhooks in the editors' area: a newsletter's webhooks, add, remove, resume, delivery log."""
 
 from flask import abort, render_template
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import StringField
 
@@ -13,7 +15,7 @@ class WebhookForm(FlaskForm):
     """A new webhook's URL, parsed only: ``services.add`` checks it."""
 
     url = StringField(
-        "URL (https://…, told of every subscription change)",
+        _l("URL (https://…, told of every subscription change)"),
         render_kw={"maxlength": targets.URL_MAX_LENGTH, "inputmode": "url"},
     )
 
@@ -61,7 +63,7 @@ def webhook_remove(slug, webhook_id: int):
     url = webhook.url
     services.remove(db.session(), webhook)
     db.session().commit()
-    return done(f"Removed the webhook to {url}.", ".webhooks", slug=newsletter.slug)
+    return done(_("Removed the webhook to %(url)s.", url=url), ".webhooks", slug=newsletter.slug)
 
 
 @bp.post("/n/<slug>/webhooks/<int:webhook_id>/resume")
@@ -71,9 +73,9 @@ def webhook_resume(slug, webhook_id: int):
     webhook = _webhook(newsletter, webhook_id)
     if services.resume(db.session(), webhook):
         db.session().commit()
-        message = f"Resumed the webhook to {webhook.url}."
+        message = _("Resumed the webhook to %(url)s.", url=webhook.url)
     else:
-        message = f"The webhook to {webhook.url} was not paused."
+        message = _("The webhook to %(url)s was not paused.", url=webhook.url)
     return done(message, ".webhook_log", slug=newsletter.slug, webhook_id=webhook.id)
 
 
@@ -88,9 +90,15 @@ def webhook_resend(slug, webhook_id: int, delivery_id: int):
     except services.WebhookError as exc:
         abort(404, description=f"{exc}.")
     session.commit()
-    note = " It waits until the webhook is resumed." if webhook.paused_at else ""
+    if webhook.paused_at:
+        message = _(
+            "Delivery %(number)s is queued again. It waits until the webhook is resumed.",
+            number=delivery_id,
+        )
+    else:
+        message = _("Delivery %(number)s is queued again.", number=delivery_id)
     return done(
-        f"Delivery {delivery_id} is queued again.{note}",
+        message,
         ".webhook_log",
         slug=newsletter.slug,
         webhook_id=webhook.id,
@@ -101,8 +109,15 @@ def _webhook(newsletter, webhook_id: int):
     """Return the newsletter's webhook ``webhook_id``, or answer 404."""
     try:
         return services.find(db.session(), webhook_id, newsletter)
-    except services.WebhookError as exc:
-        abort(404, description=f"{exc} for {newsletter.name}.")
+    except services.WebhookError:
+        abort(
+            404,
+            description=_(
+                "there is no webhook number %(number)s for %(newsletter)s.",
+                number=webhook_id,
+                newsletter=newsletter.name,
+            ),
+        )
 
 
 def _page(newsletter, form: WebhookForm, status: int = 200, **shown):

@@ -47,6 +47,13 @@ class ErrorSchema(ma.Schema):
         values=ma.fields.String(),
         metadata={"description": "Why each refused field was refused, by field name."},
     )
+    suggestion = ma.fields.String(
+        metadata={
+            "description": "With `invalid_fields` for a likely typo (name@gmial.com): the "
+            "address probably meant. Send the signup again with it, or with "
+            "`accept_as_typed: true` to keep the address as typed."
+        }
+    )
 
 
 class ApiError(Exception):
@@ -59,6 +66,7 @@ class ApiError(Exception):
         message: str,
         fields: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        suggestion: str | None = None,
     ):
         super().__init__(message)
         self.status = status
@@ -66,6 +74,7 @@ class ApiError(Exception):
         self.message = message
         self.fields = fields
         self.headers = headers or {}
+        self.suggestion = suggestion
 
 
 def answer(error: ApiError):
@@ -74,6 +83,8 @@ def answer(error: ApiError):
     body = {"error": error.code, "message": error.message}
     if error.fields:
         body["fields"] = error.fields
+    if error.suggestion:
+        body["suggestion"] = error.suggestion
     return jsonify(body), error.status, error.headers
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, contains_eager
 from .. import tokens
 from ..links import external_url
 from ..models import Newsletter, Subscriber, Subscription
+from ..subscribers import flags_of
 from ..subscriptions import services
 from .errors import ApiError
 
@@ -84,6 +85,8 @@ def bodies(rows: list[Subscription]) -> list[dict]:
             "unsubscribed_at": _stamp(s.unsubscribed_at),
             "source": s.source,
             "unsubscribe_url": link(s),
+            "address_flags": flags_of(s),
+            "language": s.language,
         }
         for s in rows
     ]

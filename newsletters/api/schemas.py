@@ -10,7 +10,9 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from ..exports import STATUSES
+from ..i18n import LANGUAGES
 from ..models import Status
+from ..subscribers import ADDRESS_FLAGS
 
 URL_MAX_LENGTH = 2000
 CONSENT_TEXT_MAX_LENGTH = 5000
@@ -40,6 +42,21 @@ class Signup(ma.Schema):
     email = fields.String(required=True, metadata={"example": "reader@example.org"})
     name = fields.String(allow_none=True, metadata={"example": "Ada"})
     consent = fields.Nested(Consent, allow_none=True)
+    accept_as_typed = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "Keep an address that looks like a typo (the answer to the first "
+            "try carried a `suggestion`); it is flagged `typo` for editors."
+        },
+    )
+    lang = fields.String(
+        allow_none=True,
+        validate=validate.OneOf(LANGUAGES),
+        metadata={
+            "description": "The reader's language: their mails are in it (default: the "
+            "newsletter's)."
+        },
+    )
 
 
 class Accepted(ma.Schema):
@@ -65,6 +82,24 @@ class Subscription(ma.Schema):
     unsubscribed_at = fields.String(required=True, allow_none=True, metadata=TIMESTAMP)
     source = fields.String(required=True)
     unsubscribe_url = fields.String(required=True, allow_none=True)
+    address_flags = fields.List(
+        fields.String(metadata={"enum": list(ADDRESS_FLAGS)}),
+        required=True,
+        metadata={
+            "description": "What the address checks found at signup: a typo suggestion the "
+            "reader declined (typo), a disposable-mail domain, a role address (info@), a "
+            "domain with no MX record (no_mx), a DNS check that failed (unchecked). Empty "
+            "when none, or for a signup older than the checks."
+        },
+    )
+    language = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "enum": [*LANGUAGES, None],
+            "description": "The reader's language, which their mails are in; null if unknown.",
+        },
+    )
 
 
 class SubscriptionPage(ma.Schema):

@@ -46,9 +46,21 @@ def create_subscription(signup: dict, slug: str):
         session.rollback()
         return stored
     try:
-        email, name = services.validate(signup["email"], signup.get("name"))
+        checked = services.check_signup(
+            signup["email"],
+            signup.get("name"),
+            [newsletter],
+            accept_typo=signup["accept_as_typed"],
+        )
     except services.InvalidSignup as exc:
-        raise ApiError(422, "invalid_fields", exc.message, {exc.field: exc.message}) from None
+        raise ApiError(
+            422,
+            "invalid_fields",
+            exc.message,
+            {exc.field: exc.message},
+            suggestion=exc.suggestion,
+        ) from None
+    email = checked.email
     if erasure.is_erased(session, email):
         # Another server cannot give the consent of a person who asked to be forgotten.
         raise ApiError(409, "erased", erasure.REFUSED, {"email": erasure.REFUSED})
@@ -67,7 +79,14 @@ def create_subscription(signup: dict, slug: str):
     if retry_key and (stored := idempotency.remember(session, api_key, retry_key, body, 202)):
         session.rollback()
         return stored
-    services.signup(session, [newsletter], email, name, evidence)
+    services.signup(
+        session,
+        [newsletter],
+        checked,
+        None,
+        evidence,
+        language=signup.get("lang") or newsletter.language,
+    )
     session.commit()
     wakeup.notify()
     return body

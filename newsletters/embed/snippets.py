@@ -1,5 +1,7 @@
 """The copy-paste snippets that put a newsletter's form on another site."""
 
+from flask import get_template_attribute
+from flask_babel import force_locale
 from markupsafe import escape
 
 from ..links import external_url
@@ -7,30 +9,30 @@ from ..models import Newsletter
 
 
 def snippets(newsletter: Newsletter) -> dict[str, str]:
-    """Return the three ways to embed ``newsletter``: plain form, iframe, widget."""
-    action = external_url("subscriptions.subscribe", slug=newsletter.slug)
+    """Return the three ways to embed ``newsletter``: plain form, iframe, widget.
+
+    The plain form is the signup form's own markup (``subscriptions/_form.html``), in the
+    newsletter's language, with absolute links: a page elsewhere posts it as it is.
+    """
     frame = external_url("embed.frame", slug=newsletter.slug)
     widget = external_url("embed.widget", slug=newsletter.slug)
     stylesheet = external_url("static", filename="widget.css")
-    placeholder = escape(newsletter.text("placeholder"))
-    button = escape(newsletter.text("button"))
-    note = escape(newsletter.text("required_note"))
+    signup_form = get_template_attribute("subscriptions/_form.html", "signup_form")
+    with force_locale(newsletter.language):
+        form = signup_form(
+            newsletter,
+            action=external_url("subscriptions.subscribe", slug=newsletter.slug),
+            uid=f"nl-{newsletter.slug}",
+            plain=True,
+        )
     return {
-        "form": (
-            f'<form method="post" action="{action}">\n'
-            f'  <input type="email" name="email" placeholder="{placeholder}" required>\n'
-            f'  <input type="hidden" name="return_url" value="">'
-            "  <!-- your page's URL, if its origin is allowed -->\n"
-            f'  <button type="submit">{button}</button>\n'
-            f"  <p>{note}</p>\n"
-            "</form>"
-        ),
+        "form": "\n".join(line for line in str(form).splitlines() if line.strip()),
         # Valid HTML, nothing inline that a strict CSP of the host page refuses: the size in
         # attributes (pixels), the borderless, page-wide look from the product's stylesheet.
         "iframe": (
             f'<link rel="stylesheet" href="{stylesheet}">\n'
             f'<iframe src="{frame}" title="{escape(newsletter.name)} signup" class="nl-frame"'
-            ' width="480" height="130" loading="lazy"></iframe>'
+            ' width="480" height="190" loading="lazy"></iframe>'
         ),
         "widget": f'<script src="{widget}"></script>',
     }

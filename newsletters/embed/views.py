@@ -1,17 +1,17 @@
 """The iframe page and the JS widget of a newsletter's signup form."""
 
-from flask import Blueprint, g, make_response, render_template, url_for
+from flask import Blueprint, current_app, g, make_response, render_template, request, url_for
+from flask_babel import force_locale
+from flask_babel import gettext as _
 
-from .. import catalogue, headers, limits
+from .. import catalogue, headers, i18n, limits
 from ..links import external_url
 from ..models import DEFAULT_TEXTS, Newsletter, Source
 from ..subscriptions.entry import take_signup
-from ..subscriptions.views import newsletter_or_404
+from ..subscriptions.views import newsletter_or_404, success_text
 from . import origins
 
 bp = Blueprint("embed", __name__)
-
-WIDGET_TEXT_KEYS = ("placeholder", "button", "required_note", "invalid_email")
 
 
 def newsletter_frame_ancestors() -> str | None:
@@ -40,7 +40,13 @@ def frame_subscribe(slug):
 
 @bp.get("/n/<slug>/embed.js")
 def widget(slug):
-    """Serve the widget: it renders the form where its own <script> tag stands."""
+    """Serve the widget: it renders the form where its own <script> tag stands.
+
+    It carries its texts in every language, and picks one as the pages do (``i18n``): the
+    newsletter's, then the embed's (``data-lang``, or ``?lang=`` here), then the reader's
+    browser unless the newsletter pins its language. So the script is the same for every
+    reader and caches as one.
+    """
     newsletter = newsletter_or_404(slug)
     public = catalogue.published().public
     settings = {
@@ -49,8 +55,11 @@ def widget(slug):
         "action": external_url("subscriptions.subscribe", slug=newsletter.slug),
         "multiAction": external_url("subscriptions.subscribe_many"),
         "stylesheet": external_url("static", filename="widget.css"),
-        "texts": {key: newsletter.text(key) for key in WIDGET_TEXT_KEYS},
-        "defaults": {k: DEFAULT_TEXTS[k] for k in ("success_title", "success_text")},
+        "language": newsletter.language,
+        "asked": i18n.supported(request.args.get("lang")),
+        "pinned": newsletter.pin_language,
+        "maxLength": current_app.config["EMAIL_MAX_LENGTH"],
+        "texts": {language: widget_texts(newsletter, language) for language in i18n.LANGUAGES},
         "newsletters": {n.slug: n.name for n in public},
     }
     response = make_response(render_template("embed/widget.js", settings=settings))
@@ -58,6 +67,22 @@ def widget(slug):
     response.cache_control.public = True
     response.cache_control.max_age = 300
     return response
+
+
+def widget_texts(newsletter: Newsletter, language: str) -> dict[str, str]:
+    """Return every text the widget shows, in ``language``: the form's and its own."""
+    with force_locale(language):
+        return {key: newsletter.text(key, language) for key in DEFAULT_TEXTS} | {
+            "email_label": _("Email (required)"),
+            "name_label": _("Name (optional)"),
+            "name_placeholder": _("Name"),
+            "newsletters": _("Newsletters"),
+            "unreachable": _("Could not reach the newsletter service. Please try again."),
+            # Filled in by the widget: %(suggestion)s, %(button)s and %(typed)s.
+            "use_suggestion": _("Use %(suggestion)s"),
+            "keep_typed": _("Press %(button)s again to keep %(typed)s as you typed it."),
+            "several_success_text": success_text(2),
+        }
 
 
 def _frame_response(newsletter: Newsletter, form, done: bool):

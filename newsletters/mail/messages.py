@@ -24,19 +24,18 @@ from email.utils import format_datetime
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app, render_template
+from flask_babel import force_locale, gettext
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from .. import catalogue, tokens
+from .. import catalogue, i18n, tokens
 from ..db import utcnow
 from ..links import external_url
 from ..models import Newsletter, OutboxKind, OutboxMessage, Subscription, Token, token_subscription
 from ..text import has_control_characters
 
-# The newsletter's texts that go into a header of its confirmation mail, and all of its texts
-# that the mail holds.
-HEADER_TEXTS = ("name", "sender_name", "confirm_subject")
-MAIL_TEXTS = (*HEADER_TEXTS, "slug", "confirm_body")
+# The newsletter's texts (per language) that go into a header of a mail.
+HEADER_TEXTS = ("sender_name", "confirm_subject", "welcome_subject", "reminder_subject")
 # RFC 5322's recommended line length, which the email package folds headers at: a header
 # line within it goes out exactly as written.
 HEADER_LINE = 78
@@ -81,15 +80,20 @@ class Renderer:
         rows: list[OutboxMessage],
         prototypes: dict | None = None,
     ):
-        # token id -> (purpose, salt, key id, digest), and the newsletters it confirms
-        self.tokens, self.newsletters_of = _tokens(session, [_token_id(row) for row in rows])
+        # token id -> (purpose, salt, key id, digest), the newsletters it confirms, and the
+        # language its reader signed up in
+        self.tokens, self.newsletters_of, self.language_of = _tokens(
+            session, [_token_id(row) for row in rows]
+        )
         wanted = sorted(
             {n for listed in self.newsletters_of.values() for n in listed}
             | {n for row in rows for n in _payload_newsletters(row)}
         )
         # Plain rows, read for each batch: a newsletter edited meanwhile is seen at once.
         query = _queries(session.get_bind().dialect.name)[1]
-        self.newsletters = {n.id: n for n in session.execute(query, {"ids": wanted})}
+        self.newsletters = catalogue.detached(
+            session.connection(), session.execute(query, {"ids": wanted}).all()
+        )
         self.derive = tokens.deriver()
         self.sender = sender()
         self.envelope_sender = self.sender.addr_spec
@@ -124,7 +128,8 @@ class Renderer:
             raise Unrenderable(
                 "the secret key that made this mail's link is no longer in SECRET_KEY_FALLBACKS"
             )
-        prototype = self._prototype(newsletter_ids)
+        language = self.language(message, [self.newsletters[n] for n in newsletter_ids])
+        prototype = self._prototype(newsletter_ids, language)
         recipient = ascii_domain(message.recipient)
         headers = {
             "recipient": recipient,
@@ -136,7 +141,7 @@ class Renderer:
         if not international and prototype.fits(headers):
             data = prototype.fill({"secret": secret, **headers})
         else:
-            mail = compose(prototype.newsletters, self.sender, secret, **headers)
+            mail = compose(prototype.newsletters, self.sender, secret, language, **headers)
             data = wire(mail, utf8=international)
         return Mail(
             sender=self.envelope_sender,
@@ -145,6 +150,15 @@ class Renderer:
             data=data,
             smtputf8=international,
             links=links,
+        )
+
+    def language(self, message: OutboxMessage, newsletters: list[Newsletter]) -> str:
+        """Return the language of ``message``'s reader: as queued, signed up, or the list's."""
+        return (
+            i18n.supported((message.payload or {}).get("language"))
+            or self.language_of.get(_token_id(message))
+            or i18n.supported(newsletters[0].language if newsletters else None)
+            or i18n.DEFAULT_LANGUAGE
         )
 
     def _webhook_paused(self, message: OutboxMessage) -> Mail:
@@ -183,6 +197,7 @@ class Renderer:
         _check_header_texts(newsletters)
         endpoint, subject = NOTICES[OutboxKind(message.kind)]
         link = external_url(endpoint, token=secret)
+        language = self.language(message, newsletters)
         context = {
             "newsletters": newsletters,
             "names": ", ".join(n.name for n in newsletters),
@@ -191,14 +206,17 @@ class Renderer:
             "ttl_hours": current_app.config["CONFIRM_TTL_HOURS"],
         }
         recipient = ascii_domain(message.recipient)
-        mail = EmailMessage()
-        mail["From"] = from_address(newsletters, self.sender)
-        mail["To"] = recipient
-        mail["Subject"] = subject(newsletters, context)
-        mail["Date"] = self._date()
-        mail["Message-ID"] = message_id(message, self.domain)
-        mail["Auto-Submitted"] = "auto-generated"
-        return self._finish(mail, recipient, f"mail/{message.kind}", context, links={"link": link})
+        with force_locale(language):
+            mail = EmailMessage()
+            mail["From"] = from_address(newsletters, self.sender)
+            mail["To"] = recipient
+            mail["Subject"] = subject(newsletters, context)
+            mail["Date"] = self._date()
+            mail["Message-ID"] = message_id(message, self.domain)
+            mail["Auto-Submitted"] = "auto-generated"
+            return self._finish(
+                mail, recipient, f"mail/{message.kind}", context, links={"link": link}
+            )
 
     def _finish(
         self, mail: EmailMessage, recipient: str, template: str, context: dict, **extra
@@ -216,17 +234,17 @@ class Renderer:
             **extra,
         )
 
-    def _prototype(self, newsletter_ids: tuple[int, ...]) -> "_Prototype":
-        # Built once per set of newsletters and round, as long as their texts stay the same.
-        # One that cannot be built (a text that cannot be a header, a template bug) is tried
-        # again for each of its mails, which then fail alike: rare enough not to remember.
-        found = self.by_newsletters.get(newsletter_ids)
+    def _prototype(self, newsletter_ids: tuple[int, ...], language: str) -> "_Prototype":
+        # Built once per set of newsletters, language and round, as long as their texts stay
+        # the same. One that cannot be built (a text that cannot be a header, a template bug)
+        # is tried again for each of its mails, which then fail alike: rare enough to forget.
+        found = self.by_newsletters.get((newsletter_ids, language))
         if found is None:
             newsletters = [self.newsletters[n] for n in newsletter_ids]
-            key = tuple((n.id, *(getattr(n, text) for text in MAIL_TEXTS)) for n in newsletters)
+            key = (language, *(_mail_texts(n) for n in newsletters))
             if key not in self.prototypes:
-                self.prototypes[key] = _Prototype(newsletters, self.sender)
-            found = self.by_newsletters[newsletter_ids] = self.prototypes[key]
+                self.prototypes[key] = _Prototype(newsletters, self.sender, language)
+            found = self.by_newsletters[(newsletter_ids, language)] = self.prototypes[key]
         return found
 
     def _date(self) -> str:
@@ -252,7 +270,7 @@ class _Prototype:
     enough not to be folded (``fits``); a mail whose headers do not is built from scratch.
     """
 
-    def __init__(self, newsletters: list[Newsletter], sender: Address):
+    def __init__(self, newsletters: list[Newsletter], sender: Address, language: str):
         _check_header_texts(newsletters)
         self.newsletters = newsletters
         # Link secrets are 43 characters of the URL-safe base64 alphabet: so is this one.
@@ -264,7 +282,7 @@ class _Prototype:
             "message_id": f"<{standin}@id.invalid>",
         }
         self.confirm_url = confirm_url(self.secret)
-        mail = compose(newsletters, sender, self.secret, **headers)
+        mail = compose(newsletters, sender, self.secret, language, **headers)
         data = wire(mail, utf8=False)
         texts = "".join(part.get_content() for part in mail.iter_parts())
         # (name, bytes found) for each stand-in: the secret may be broken by soft line breaks.
@@ -329,47 +347,56 @@ def compose(
     newsletters: list[Newsletter],
     sender_address: Address,
     secret: str,
+    language: str = i18n.DEFAULT_LANGUAGE,
     *,
     recipient: str,
     date: str,
     message_id: str,
 ) -> EmailMessage:
-    """Build the confirmation mail of ``newsletters`` from scratch, as an ``EmailMessage``.
+    """Build the confirmation mail of ``newsletters`` in ``language``, as an ``EmailMessage``.
 
     Its two links carry the same secret: the confirmation, and the preference centre, which
     a confirmation link opens for as long as it is valid.
     """
-    names = ", ".join(n.name for n in newsletters)
-    subject = (len(newsletters) == 1 and newsletters[0].confirm_subject) or (
-        f"Confirm your subscription to {names}"
-    )
-    context = {
-        "newsletters": newsletters,
-        "confirm_url": confirm_url(secret),
-        "preferences_url": external_url("preferences.page", token=secret),
-        "ttl_hours": current_app.config["CONFIRM_TTL_HOURS"],
-        "intro": (len(newsletters) == 1 and newsletters[0].confirm_body) or None,
-    }
-    mail = EmailMessage()
-    mail["From"] = from_address(newsletters, sender_address)
-    mail["To"] = recipient
-    mail["Subject"] = subject
-    mail["Date"] = date
-    mail["Message-ID"] = message_id
-    mail["Auto-Submitted"] = "auto-generated"
-    mail.set_content(render_template("mail/confirm.txt", **context))
-    mail.add_alternative(render_template("mail/confirm.html", **context), subtype="html")
+    with force_locale(language):
+        names = ", ".join(n.name for n in newsletters)
+        own = len(newsletters) == 1 and newsletters[0].text("confirm_subject")
+        context = {
+            "newsletters": newsletters,
+            "confirm_url": confirm_url(secret),
+            "preferences_url": external_url("preferences.page", token=secret),
+            "ttl_hours": current_app.config["CONFIRM_TTL_HOURS"],
+            "intro": (len(newsletters) == 1 and newsletters[0].text("confirm_body")) or None,
+            "language": language,
+        }
+        mail = EmailMessage()
+        mail["From"] = from_address(newsletters, sender_address)
+        mail["To"] = recipient
+        mail["Subject"] = own or gettext("Confirm your subscription to %(names)s", names=names)
+        mail["Date"] = date
+        mail["Message-ID"] = message_id
+        mail["Auto-Submitted"] = "auto-generated"
+        mail.set_content(render_template("mail/confirm.txt", **context))
+        mail.add_alternative(render_template("mail/confirm.html", **context), subtype="html")
     return mail
 
 
-def _subject_of(text: str, default: str):
-    """Return a subject function: a newsletter's own ``text``, else ``default`` with names."""
+def _subject_of(text: str | None, default: str):
+    """Return a subject function: a newsletter's own ``text``, else ``default`` with names.
+
+    Called in the mail's language (``force_locale``): both come out in it.
+    """
 
     def subject(newsletters: list[Newsletter], context: dict) -> str:
-        own = len(newsletters) == 1 and getattr(newsletters[0], text, None)
-        return own or default.format(**context)
+        own = text and len(newsletters) == 1 and newsletters[0].text(text)
+        return own or gettext(default, names=context["names"])
 
     return subject
+
+
+def _(text: str) -> str:
+    """Mark ``text`` for the catalogue; ``_subject_of`` translates it when the mail is built."""
+    return text
 
 
 # The readers' mails besides the confirmation: the endpoint of the one link each carries (its
@@ -377,26 +404,26 @@ def _subject_of(text: str, default: str):
 NOTICES = {
     OutboxKind.REMINDER: (
         "subscriptions.confirm_page",
-        _subject_of("reminder_subject", "Reminder: confirm your subscription to {names}"),
+        _subject_of("reminder_subject", _("Reminder: confirm your subscription to %(names)s")),
     ),
     OutboxKind.WELCOME: (
         "preferences.page",
-        _subject_of("welcome_subject", "Welcome to {names}"),
+        _subject_of("welcome_subject", _("Welcome to %(names)s")),
     ),
     OutboxKind.PREFERENCES_LINK: (
         "preferences.page",
-        _subject_of("", "Your link to manage your subscriptions"),
+        _subject_of(None, _("Your link to manage your subscriptions")),
     ),
     OutboxKind.DATA_LINK: (
         "preferences.data",
-        _subject_of("", "Your data, ready to download"),
+        _subject_of(None, _("Your data, ready to download")),
     ),
 }
 
 
 def from_address(newsletters: list[Newsletter], sender_address: Address) -> Address:
     """Return the From of a reader's mail: MAIL_FROM, named as its one newsletter's sender."""
-    sender_name = len(newsletters) == 1 and newsletters[0].sender_name
+    sender_name = len(newsletters) == 1 and newsletters[0].text("sender_name")
     return Address(
         display_name=sender_name or sender_address.display_name,
         username=sender_address.username,
@@ -429,13 +456,15 @@ def _tokens(session: Session, token_ids: list) -> tuple[dict, dict[int, list[int
     """Read tokens and the newsletters each confirms, in subscription order."""
     query = _queries(session.get_bind().dialect.name)[0]
     found = session.execute(query, {"ids": sorted({t for t in token_ids if t is not None})})
-    by_id, newsletters_of = {}, {}
-    for token_id, purpose, salt, key_id, digest, newsletter_id in found:
+    by_id, newsletters_of, language_of = {}, {}, {}
+    for token_id, purpose, salt, key_id, digest, newsletter_id, language in found:
         by_id[token_id] = (purpose, salt, key_id, digest)
         listed = newsletters_of.setdefault(token_id, [])
         if newsletter_id is not None:
             listed.append(newsletter_id)
-    return by_id, newsletters_of
+        if i18n.supported(language):
+            language_of.setdefault(token_id, language)
+    return by_id, newsletters_of, language_of
 
 
 def among(dialect: str, column, name: str) -> sa.ColumnElement[bool]:
@@ -460,6 +489,7 @@ def _queries(dialect: str) -> tuple[sa.Select, sa.Select]:
             Token.key_id,
             Token.digest,
             Subscription.newsletter_id,
+            Subscription.language,
         )
         .select_from(Token)
         .outerjoin(token_subscription, token_subscription.c.token_id == Token.id)
@@ -507,11 +537,19 @@ def _payload_newsletters(message: OutboxMessage) -> list[int]:
     return [n for n in listed if isinstance(n, int) and not isinstance(n, bool)]
 
 
+def _mail_texts(newsletter: Newsletter) -> tuple:
+    """Return what of ``newsletter`` a mail may hold: a prototype is kept while it stays."""
+    own = tuple(sorted((t.language, t.key, t.value) for t in newsletter.texts))
+    return (newsletter.id, newsletter.name, newsletter.slug, newsletter.language, own)
+
+
 def _check_header_texts(newsletters: list[Newsletter]) -> None:
     """Refuse texts that cannot be a header, saved before the catalogue refused them."""
     for newsletter in newsletters:
-        for field_name in HEADER_TEXTS:
-            if has_control_characters(getattr(newsletter, field_name) or ""):
+        texts = [("name", newsletter.name)]
+        texts += [(t.key, t.value) for t in newsletter.texts if t.key in HEADER_TEXTS]
+        for field_name, value in texts:
+            if has_control_characters(value or ""):
                 raise Unrenderable(
                     f"the {catalogue.TEXTS[field_name].label.lower()} of the newsletter "
                     f"{newsletter.slug!r} holds a line break or another control character; "

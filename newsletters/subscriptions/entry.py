@@ -11,7 +11,7 @@ from flask import request
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
-from .. import db, negotiation, wakeup
+from .. import db, i18n, negotiation, wakeup
 from ..embed import origins
 from ..models import Newsletter, Source
 from ..text import has_lone_surrogate
@@ -19,7 +19,7 @@ from . import services
 from .forms import SignupForm
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-STRING_FIELDS = ("email", "name", "website", "return_url")
+STRING_FIELDS = ("email", "name", "website", "return_url", "accept_as_typed", "lang")
 JSON_EXAMPLE = 'Send {"email": "you@example.com"}.'
 # The longest text form of an IP address (IPv4-mapped IPv6); the column holds no more.
 MAX_IP_LENGTH = 45
@@ -30,20 +30,36 @@ def take_signup(newsletters: list[Newsletter], source: Source) -> SignupForm:
     """Accept the signup of the current request; return the form, with errors if refused.
 
     A page that may not use these newsletters' forms is refused first (403), whichever
-    entry point it posted to. A filled honeypot field (``website``, hidden from people)
-    gets the same answer as a real signup and stores nothing: a bot learns nothing from
-    trying again. Otherwise one row is stored for the worker (``services.signup``).
+    entry point it posted to. The answer speaks the reader's language (the body's ``lang``,
+    see ``i18n``), which is kept for their mails. An address that looks like a typo is
+    refused with the likely one (``form.suggestion``) unless it comes back as typed. A filled
+    honeypot field (``website``, hidden from people) gets the same answer as a real signup
+    and stores nothing: a bot learns nothing from trying again. Otherwise one row is stored
+    for the worker (``services.signup``).
     """
     origins.check(newsletters)
-    form = SignupForm(formdata=signup_payload(), meta={"csrf": False})
+    payload = signup_payload()
+    i18n.choose_again(payload.get("lang"))
+    form = SignupForm(formdata=payload, meta={"csrf": False})
     try:
-        email, name = services.validate(form.email.data, form.name.data)
+        checked = services.check_signup(
+            form.email.data, form.name.data, newsletters, accept_typo=form.accepts_typo()
+        )
     except services.InvalidSignup as exc:
         form[exc.field].errors = [exc.message]
+        form.suggestion = exc.suggestion
+        form.refusal = exc.message if exc.suggestion or exc.policy else None
         return form
     if form.website.data:
         return form
-    services.signup(db.session(), newsletters, email, name, evidence(source, newsletters))
+    services.signup(
+        db.session(),
+        newsletters,
+        checked,
+        None,
+        evidence(source, newsletters),
+        language=i18n.current_language(),
+    )
     db.session().commit()
     wakeup.notify()
     return form
@@ -95,6 +111,8 @@ def _json_payload() -> MultiDict:
                 raise BadRequest(f"The field {key!r} must be a list of newsletter names.")
             for v in values:
                 payload.add("newsletter", _text(key, v))
+        elif key == "accept_as_typed" and isinstance(value, bool):
+            payload[key] = "true" if value else ""
         elif key in STRING_FIELDS and value is not None:
             if not isinstance(value, str):
                 raise BadRequest(f"The field {key!r} must be a string.")

@@ -1,6 +1,6 @@
 """The signup form: rendered on every public page; it parses, the service validates.
 
-``entry.take_signup`` checks the fields with ``services.validate``, once, and puts its
+``entry.take_signup`` checks the fields with ``services.check_signup``, once, and puts its
 message on the field it names, so the form, the widget, the API and the importer share one
 rule and nothing is normalised twice.
 """
@@ -24,6 +24,22 @@ class SignupForm(FlaskForm):
     website = StringField("Leave this empty")
     # Where a plain form on a publisher's page sends the reader back to, if allowed.
     return_url = StringField("Return to")
+    # The address as typed, sent again after a "Did you mean …?": take it as it is.
+    accept_as_typed = StringField("Keep the address as typed")
+    # The language the form was shown in (i18n), kept for the reader's mails.
+    lang = StringField("Language")
+    # Set by ``entry.take_signup`` when the address looks like a typo: the likely address;
+    # and when the address is valid but refused here (disposable, role): its message.
+    suggestion: str | None = None
+    refusal: str | None = None
+
+    def accepts_typo(self) -> bool:
+        """Tell whether the reader chose to keep the address as typed after a suggestion."""
+        kept = (self.accept_as_typed.data or "").strip()
+        typed = (self.email.data or "").strip()
+        return kept.lower() in ("1", "true", "yes", "on") or (
+            bool(kept) and kept.casefold() == typed.casefold()
+        )
 
 
 def ticked_newsletters() -> set[int]:

@@ -6,13 +6,17 @@ whether an address is on a list. ``process_due`` takes a batch of requests (``SK
 PostgreSQL, so several workers share them) and, with set-based statements, issues a
 preference-centre token and queues a PREFERENCES_LINK mail for each address that has a
 subscription, within its daily mail budget; unknown addresses get nothing. Then it deletes the
-requests, in the same transaction.
+requests, in the same transaction. Each request keeps the language of the page it was asked
+from, and the link's mail is written in it.
 """
+
+from collections.abc import Mapping
 
 import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import Session
 
+from .. import i18n
 from ..db import utcnow
 from ..models import (
     LinkRequest,
@@ -34,13 +38,17 @@ def request_link(session: Session, email: str, ip: str | None) -> None:
     """Accept a "send me my link" for the normalised address ``email``; flush, never commit.
 
     With SIGNUP_PROCESSING = "inline" (tests, and a deployment without a worker) the request
-    is processed at once in the caller's transaction, as a signup is.
+    is processed at once in the caller's transaction, as a signup is. The mail is in the
+    language of the request's page.
     """
+    language = i18n.current_language()
     if current_app.config["SIGNUP_PROCESSING"] == "inline":
-        process(session, [email])
+        process(session, [email], {email: language})
         return
     # On the connection, not through the ORM: the request's one statement costs an INSERT.
-    session.connection().execute(ACCEPT, {"email": email, "ip": ip, "created_at": utcnow()})
+    session.connection().execute(
+        ACCEPT, {"email": email, "ip": ip, "language": language, "created_at": utcnow()}
+    )
 
 
 def pending(session: Session) -> bool:
@@ -56,25 +64,38 @@ def process_due(session: Session, limit: int | None = None) -> int:
     """
     limit = limit or current_app.config["SIGNUP_BATCH"]
     requests = session.execute(
-        sa.select(REQUESTS.c.id, REQUESTS.c.email)
+        sa.select(REQUESTS.c.id, REQUESTS.c.email, REQUESTS.c.language)
         .order_by(REQUESTS.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
     if not requests:
         return 0
-    process(session, [r.email for r in requests])
+    # An address that asked more than once gets its latest request's language.
+    languages = {r.email: r.language for r in requests}
+    process(session, [r.email for r in requests], languages)
     session.execute(sa.delete(REQUESTS).where(REQUESTS.c.id.in_([r.id for r in requests])))
     return len(requests)
 
 
-def process(session: Session, emails: list[str]) -> int:
+def process(
+    session: Session, emails: list[str], languages: Mapping[str, str | None] | None = None
+) -> int:
     """Queue a preference link to each of ``emails`` that is on a list; return the mails queued.
 
     One mail per address however often it asked in the batch, each counted against the
-    address's daily budget (CONFIRM_MAILS_PER_DAY) as the confirmation mails are.
+    address's daily budget (CONFIRM_MAILS_PER_DAY) as the confirmation mails are, and each in
+    the address's language in ``languages`` (email → language), if any.
     """
-    return len(queue(session, emails, TokenPurpose.PREFERENCES, OutboxKind.PREFERENCES_LINK))
+    return len(
+        queue(
+            session,
+            emails,
+            TokenPurpose.PREFERENCES,
+            OutboxKind.PREFERENCES_LINK,
+            languages=languages,
+        )
+    )
 
 
 def queue(
@@ -83,13 +104,17 @@ def queue(
     purpose: TokenPurpose,
     kind: OutboxKind,
     on_a_list: bool = True,
+    languages: Mapping[str, str | None] | None = None,
 ) -> set[str]:
     """Queue a mail of ``kind`` with a new link (a ``purpose`` token) to each known address.
 
     Known: a subscriber, with at least one subscription when ``on_a_list``. Each mail counts
     against the address's daily budget; returns the addresses mailed. The link expires after
-    CONFIRM_TTL_HOURS. Set-based: a few statements for the whole batch.
+    CONFIRM_TTL_HOURS. Each mail is in its address's language in ``languages`` (email →
+    language); one without, in the language the renderer falls back to. Set-based:
+    a few statements for the whole batch.
     """
+    languages = languages or {}
     if not emails:
         return set()
     now = utcnow()
@@ -121,8 +146,14 @@ def queue(
         session.execute(
             sa.insert(OutboxMessage.__table__),
             [
-                processing.outbox_row(kind, email, {"token_id": token["id"]}, now)
+                processing.outbox_row(kind, email, _payload(token["id"], languages.get(email)), now)
                 for token, email in mails
             ],
         )
     return {email for _, email in mails}
+
+
+def _payload(token_id: int, language: str | None) -> dict:
+    """Return a link mail's payload: its token, and its language when one is known."""
+    language = i18n.supported(language)
+    return {"token_id": token_id, "language": language} if language else {"token_id": token_id}

@@ -13,10 +13,13 @@ import json
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import BadRequest
 
-from .. import db, erasure, headers, ledger, limits, tokens, wakeup
+from .. import db, erasure, headers, i18n, ledger, limits, tokens, wakeup
 from ..db import insert_ignoring, utcnow
 from ..ledger import Action, Evidence
 from ..models import (
@@ -39,25 +42,28 @@ bp = Blueprint("preferences", __name__)
 SOURCE = "preferences"
 # The tokens whose links open the preference centre.
 OPENS = (TokenPurpose.UNSUBSCRIBE, TokenPurpose.PREFERENCES, TokenPurpose.CONFIRM)
-INVALID = "This link is not valid. Check that it was copied whole, or ask for a new one."
-EXPIRED = "This link has expired. Ask for a new one: we mail it to the address."
-DATA_INVALID = "This download link is not valid. Check that it was copied whole."
-DATA_EXPIRED = "This download link has expired. Ask for a new one from your preference page."
-SENT = "If this address is on any of our lists, we've sent it a link. It works for {hours} hours."
-TOO_MANY_MAILS = (
+# What the pages say, in the request's language (lazy: made into text where they are used).
+INVALID = _l("This link is not valid. Check that it was copied whole, or ask for a new one.")
+EXPIRED = _l("This link has expired. Ask for a new one: we mail it to the address.")
+DATA_INVALID = _l("This download link is not valid. Check that it was copied whole.")
+DATA_EXPIRED = _l("This download link has expired. Ask for a new one from your preference page.")
+TOO_MANY_MAILS = _l(
     "We have sent this address as many mails as we may today. Ask for your data again tomorrow."
 )
-ERASE_UNCONFIRMED = "Tick the box to confirm that you want your data erased. Nothing was erased."
+ERASE_UNCONFIRMED = _l(
+    "Tick the box to confirm that you want your data erased. Nothing was erased."
+)
+# Records, kept in English whatever the page's language: the ledger's detail of an erasure,
 ERASE_DETAIL = "erased at the person's request, from the preference centre"
-# What the ledger keeps as the text a reader agreed to when joining here (no address in it:
-# the texts outlive every erasure).
+# and what it keeps as the text a reader agreed to when joining here (no address in it: the
+# texts outlive every erasure).
 JOIN_TEXT = "{name}: ticked on the preference page and saved"
 ACTIONS = ("save", "leave_all", "send_data", "send_link", "erase")
 # The links under which the page may erase: mailed lately, so they prove the inbox now. An
 # unsubscribe link travels further (in every export, in forwarded mails): under it the page
 # mails a fresh link first.
 ERASES = (TokenPurpose.PREFERENCES, TokenPurpose.CONFIRM)
-ERASE_NEEDS_MAILED_LINK = (
+ERASE_NEEDS_MAILED_LINK = _l(
     "To erase your data, open the link we mail you: press “Mail me a link” on this page. "
     "Nothing was erased."
 )
@@ -75,7 +81,7 @@ def send_link():
     """Accept a "send me my link": the same answer, in the same time, whatever the address."""
     emails = request.form.getlist("email")
     if len(emails) > 1:
-        raise BadRequest("The field 'email' was sent more than once; send it once.")
+        raise BadRequest(_("The field 'email' was sent more than once; send it once."))
     try:
         address = services.normalise_address(emails[0] if emails else "")
     except services.InvalidSignup as exc:
@@ -83,7 +89,11 @@ def send_link():
     links.request_link(db.session(), address, client_ip())
     db.session().commit()
     wakeup.notify()
-    sent = SENT.format(hours=current_app.config["CONFIRM_TTL_HOURS"])
+    sent = ngettext(
+        "If this address is on any of our lists, we've sent it a link. It works for %(num)d hour.",
+        "If this address is on any of our lists, we've sent it a link. It works for %(num)d hours.",
+        current_app.config["CONFIRM_TTL_HOURS"],
+    )
     return render_template("subscriptions/preferences_ask.html", sent=sent, email="", error=None)
 
 
@@ -92,6 +102,7 @@ def send_link():
 def page(token):
     """Show every newsletter of the address that owns this link; change nothing."""
     opened = preference_token(db.session(), token)
+    i18n.speak_to(opened.subscriber.subscriptions)
     return _page(opened, token)
 
 
@@ -102,9 +113,10 @@ def act(token):
     session = db.session()
     opened = preference_token(session, token)
     subscriber = opened.subscriber
+    i18n.speak_to(subscriber.subscriptions)
     action = request.form.get("action")
     if action not in ACTIONS:
-        raise BadRequest("Press one of the page's buttons: the form did not say what to do.")
+        raise BadRequest(_("Press one of the page's buttons: the form did not say what to do."))
     evidence = Evidence(ip=client_ip(), user_agent=client_user_agent(), source=SOURCE)
     if action == "erase":
         if opened.purpose not in ERASES:
@@ -117,23 +129,31 @@ def act(token):
         return render_template("subscriptions/preferences_erased.html", email=email)
     if action == "save":
         changed = save_choices(session, subscriber, ticked_newsletters(), evidence)
-        notice = "Saved." if changed else "Nothing to change: your choices were saved already."
+        notice = (
+            _("Saved.") if changed else _("Nothing to change: your choices were saved already.")
+        )
     elif action == "leave_all":
         left = leave_all(session, subscriber, evidence)
         notice = (
-            "You are unsubscribed from every newsletter."
+            _("You are unsubscribed from every newsletter.")
             if left
-            else "You were not on any newsletter; nothing changed."
+            else _("You were not on any newsletter; nothing changed.")
         )
     elif action == "send_link" and send_preferences_link(session, subscriber):
-        notice = (
-            f"We've sent a link to {subscriber.email}: open it to erase your data. "
-            f"It works for {current_app.config['CONFIRM_TTL_HOURS']} hours."
+        notice = ngettext(
+            "We've sent a link to %(email)s: open it to erase your data. "
+            "It works for %(num)d hour.",
+            "We've sent a link to %(email)s: open it to erase your data. "
+            "It works for %(num)d hours.",
+            current_app.config["CONFIRM_TTL_HOURS"],
+            email=subscriber.email,
         )
     elif action == "send_data" and send_data_link(session, subscriber):
-        notice = (
-            f"We've sent a link to download your data to {subscriber.email}. "
-            f"It works for {current_app.config['CONFIRM_TTL_HOURS']} hours."
+        notice = ngettext(
+            "We've sent a link to download your data to %(email)s. It works for %(num)d hour.",
+            "We've sent a link to download your data to %(email)s. It works for %(num)d hours.",
+            current_app.config["CONFIRM_TTL_HOURS"],
+            email=subscriber.email,
         )
     elif action in ("send_data", "send_link"):
         session.rollback()
@@ -176,6 +196,8 @@ def _ask_page(email: str = "", error: str | None = None, status: int = 200):
 
 
 def _page(opened: Token, secret: str, notice=None, error=None, status: int = 200):
+    # As text: a lazy one would pass as markup (it has __html__), unescaped.
+    notice, error = (str(text) if text else None for text in (notice, error))
     subscriber = opened.subscriber
     subscriptions, others = choices(db.session(), subscriber)
     page = render_template(
@@ -204,9 +226,9 @@ def preference_token(session: Session, secret: str) -> Token:
     """
     token = _token(session, secret, OPENS)
     if token is None:
-        raise services.LinkError(INVALID, 404)
+        raise services.LinkError(str(INVALID), 404)
     if token.purpose != TokenPurpose.UNSUBSCRIBE and _expired(token):
-        raise services.LinkError(EXPIRED, 410)
+        raise services.LinkError(str(EXPIRED), 410)
     return token
 
 
@@ -214,9 +236,9 @@ def data_owner(session: Session, secret: str) -> Subscriber:
     """Return the address whose data link ``secret`` is, while it is valid; else ``LinkError``."""
     token = _token(session, secret, (TokenPurpose.DATA,))
     if token is None:
-        raise services.LinkError(DATA_INVALID, 404)
+        raise services.LinkError(str(DATA_INVALID), 404)
     if _expired(token):
-        raise services.LinkError(DATA_EXPIRED, 410)
+        raise services.LinkError(str(DATA_EXPIRED), 410)
     return token.subscriber
 
 
@@ -267,7 +289,7 @@ def save_choices(
     public = {n.id for n in _public(session)}
     unknown = chosen - set(mine) - public
     if unknown:
-        raise BadRequest("A ticked newsletter cannot be joined from here. Reload the page.")
+        raise BadRequest(_("A ticked newsletter cannot be joined from here. Reload the page."))
     changed = 0
     for newsletter_id, subscription in mine.items():
         if newsletter_id not in chosen:
@@ -355,13 +377,17 @@ def leave_all(session: Session, subscriber: Subscriber, evidence: Evidence) -> i
 
 
 def send_preferences_link(session: Session, subscriber: Subscriber) -> bool:
-    """Queue a mail to the address with a fresh preference link; False if over budget."""
+    """Queue a mail to the address with a fresh preference link; False if over budget.
+
+    The mail is in the language of the page it was asked from.
+    """
     mailed = links.queue(
         session,
         [subscriber.email],
         TokenPurpose.PREFERENCES,
         OutboxKind.PREFERENCES_LINK,
         on_a_list=False,
+        languages={subscriber.email: i18n.current_language()},
     )
     return bool(mailed)
 
@@ -370,10 +396,16 @@ def send_data_link(session: Session, subscriber: Subscriber) -> bool:
     """Queue a mail to the address with a link to download its data; False if over budget.
 
     The link works for CONFIRM_TTL_HOURS; the mail counts against the address's daily budget
-    (CONFIRM_MAILS_PER_DAY), so a link held by someone else cannot flood the inbox.
+    (CONFIRM_MAILS_PER_DAY), so a link held by someone else cannot flood the inbox. The mail
+    is in the language of the page it was asked from.
     """
     mailed = links.queue(
-        session, [subscriber.email], TokenPurpose.DATA, OutboxKind.DATA_LINK, on_a_list=False
+        session,
+        [subscriber.email],
+        TokenPurpose.DATA,
+        OutboxKind.DATA_LINK,
+        on_a_list=False,
+        languages={subscriber.email: i18n.current_language()},
     )
     return bool(mailed)
 

@@ -56,13 +56,24 @@ class Request:
     form_text: str | None
     created_at: datetime
     origin: str | None = None
+    # The reader's language (i18n) and what the address check found (address_checks.FLAGS).
+    language: str | None = None
+    address_flags: str | None = None
 
     @classmethod
     def of(
-        cls, newsletter_ids: list[int], email: str, name: str | None, evidence: Evidence
+        cls,
+        newsletter_ids: list[int],
+        email: str,
+        name: str | None,
+        evidence: Evidence,
+        language: str | None = None,
+        address_flags: str | None = None,
     ) -> "Request":
         """Return the request of a signup accepted now."""
         return cls(
+            language=language,
+            address_flags=address_flags,
             email=email,
             name=name,
             newsletter_ids=list(newsletter_ids),
@@ -95,6 +106,8 @@ def accept(session: Session, request: Request) -> None:
             "source": request.source,
             "form_text": request.form_text,
             "origin": request.origin,
+            "language": request.language,
+            "address_flags": request.address_flags,
             "created_at": request.created_at,
         },
     )
@@ -277,6 +290,8 @@ class _Batch:
             form_text=request.form_text,
             text_digest=request.form_text and ledger.text_digest(request.form_text),
             origin=request.origin,
+            language=request.language,
+            address_flags=request.address_flags,
             unsubscribed_at=None,
             # A confirmation before an unsubscription is history (kept in the consent
             # events): left here, a pending row would carry a consent since withdrawn.

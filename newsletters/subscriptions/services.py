@@ -9,10 +9,12 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .. import addresses, erasure, ledger, reader_mails, tokens
+from .. import address_checks, addresses, erasure, ledger, reader_mails, tokens
 from ..db import utcnow
 from ..ledger import Action, Evidence
 from ..models import (
@@ -27,16 +29,43 @@ from ..models import (
 from ..text import has_control_characters
 from . import processing
 
-CANCELLED = "This subscription was cancelled after this link was sent. Sign up again to receive it."
+CANCELLED = _l(
+    "This subscription was cancelled after this link was sent. Sign up again to receive it."
+)
 
 
 class InvalidSignup(ValueError):
-    """A signup's field is unacceptable; ``field`` names it and the message says why."""
+    """A signup's field is unacceptable; ``field`` names it and the message says why.
 
-    def __init__(self, field: str, message: str):
+    ``suggestion`` is the address the reader probably meant (a typo in a common domain):
+    sent again as typed, with ``accept_as_typed``, the address is taken.
+    """
+
+    def __init__(
+        self, field: str, message: str, suggestion: str | None = None, *, policy: bool = False
+    ):
         super().__init__(message)
         self.field = field
         self.message = message
+        self.suggestion = suggestion
+        # A valid address this newsletter does not take (disposable, role): the message is
+        # what the reader needs, not "enter a correct address".
+        self.policy = policy
+
+
+@dataclass(frozen=True)
+class Signup:
+    """A signup's fields as they are kept: the address checked, the name cleaned."""
+
+    email: str
+    name: str | None
+    # What the address check found (address_checks.FLAGS), for editors to see.
+    flags: frozenset[str] = frozenset()
+
+    @property
+    def address_flags(self) -> str | None:
+        """Return the flags as stored: space-separated, in a fixed order; None for none."""
+        return address_checks.stored(self.flags)
 
 
 class LinkError(LookupError):
@@ -64,18 +93,77 @@ class AlreadyConfirmed(Exception):
 
 
 def normalise_address(raw: str) -> str:
-    """Return the lower-cased normalised form of ``raw``, or raise ``InvalidSignup``."""
-    raw = (raw or "").strip()
-    if not raw:
-        raise InvalidSignup("email", "Enter an email address.")
-    if len(raw) > current_app.config["EMAIL_MAX_LENGTH"]:
-        raise InvalidSignup("email", "That email address is too long.")
+    """Return the lower-cased normalised form of ``raw``, or raise ``InvalidSignup``.
+
+    For finding an address (the preference centre, the API's lookups): syntax only. A signup
+    checks more (``check_signup``).
+    """
+    raw = _present(raw)
     try:
-        return addresses.normalise(
-            raw, check_deliverability=current_app.config["EMAIL_CHECK_DELIVERABILITY"]
+        return addresses.normalise(raw)
+    except addresses.InvalidAddress as exc:
+        raise InvalidSignup("email", str(exc)) from None
+
+
+def check_address(
+    raw: str,
+    newsletters: list[Newsletter] = (),
+    *,
+    accept_typo: bool = False,
+    dns: bool | None = None,
+) -> address_checks.AddressCheck:
+    """Check a signup's address for ``newsletters``, or raise ``InvalidSignup`` saying why.
+
+    Syntax and normal form (email-validator), a typo in a common domain (refused with the
+    suggestion unless ``accept_typo``, then flagged), disposable and role addresses (flagged,
+    or refused where a newsletter says so) and, with EMAIL_CHECK_DELIVERABILITY (or ``dns``),
+    the domain's mail servers in DNS, whose failure never refuses an address.
+    """
+    raw = _present(raw)
+    config = current_app.config
+    try:
+        found = address_checks.check(
+            raw,
+            accept_typo=accept_typo,
+            dns=config["EMAIL_CHECK_DELIVERABILITY"] if dns is None else dns,
+            timeout=config["EMAIL_DNS_TIMEOUT_SECONDS"],
         )
     except addresses.InvalidAddress as exc:
         raise InvalidSignup("email", str(exc)) from None
+    if found.suggestion and not accept_typo:
+        raise InvalidSignup(
+            "email",
+            _("Did you mean %(suggestion)s?", suggestion=found.suggestion),
+            suggestion=found.suggestion,
+        )
+    if "disposable" in found.flags and any(n.disposable_policy == "refuse" for n in newsletters):
+        raise InvalidSignup(
+            "email",
+            _(
+                "This address is from a disposable mail service, which this newsletter does "
+                "not accept. Please use an address you keep."
+            ),
+            policy=True,
+        )
+    if "role" in found.flags and any(n.role_policy == "refuse" for n in newsletters):
+        raise InvalidSignup(
+            "email",
+            _(
+                "This looks like a shared address (such as info@ or admin@), which this "
+                "newsletter does not accept. Please use your own address."
+            ),
+            policy=True,
+        )
+    return found
+
+
+def _present(raw: str | None) -> str:
+    raw = (raw or "").strip()
+    if not raw:
+        raise InvalidSignup("email", _("Enter an email address."))
+    if len(raw) > current_app.config["EMAIL_MAX_LENGTH"]:
+        raise InvalidSignup("email", _("That email address is too long."))
+    return raw
 
 
 def clean_name(raw: str | None) -> str | None:
@@ -85,18 +173,30 @@ def clean_name(raw: str | None) -> str | None:
         return None
     if len(name) > current_app.config["NAME_MAX_LENGTH"]:
         limit = current_app.config["NAME_MAX_LENGTH"]
-        raise InvalidSignup("name", f"The name is too long: {limit} characters at most.")
+        raise InvalidSignup(
+            "name", _("The name is too long: %(limit)s characters at most.", limit=limit)
+        )
     if has_control_characters(name):
-        raise InvalidSignup("name", "The name may not contain line breaks or control characters.")
+        raise InvalidSignup(
+            "name", _("The name may not contain line breaks or control characters.")
+        )
     return name
 
 
-def validate(email: str | None, name: str | None) -> tuple[str, str | None]:
-    """Return a signup's address and name as they are kept, or raise ``InvalidSignup``.
+def check_signup(
+    email: str | None,
+    name: str | None,
+    newsletters: list[Newsletter] = (),
+    *,
+    accept_typo: bool = False,
+) -> Signup:
+    """Return a signup's fields as they are kept, or raise ``InvalidSignup``.
 
-    The one check of a signup's fields, for the form, the widget, the API and the importer.
+    The one check of a signup's fields, for the form, the iframe, the widget, the API and
+    the importer (``check_address``, ``clean_name``).
     """
-    return normalise_address(email or ""), clean_name(name)
+    found = check_address(email or "", newsletters, accept_typo=accept_typo)
+    return Signup(email=found.address, name=clean_name(name), flags=found.flags)
 
 
 @dataclass
@@ -108,20 +208,29 @@ class SignupResult:
 def signup(
     session: Session,
     newsletters: list[Newsletter],
-    email: str,
+    email: str | Signup,
     name: str | None,
     evidence: Evidence,
+    language: str | None = None,
 ) -> SignupResult:
-    """Accept a signup to ``newsletters``: validate it, then store it for the worker.
+    """Accept a signup to ``newsletters``, checked by ``check_signup``: store it for the worker.
 
     The request writes one row, whatever the address's state (``processing.accept``), so
     the answer it gives takes the same time for everyone and tells nobody who is subscribed;
     the worker makes the subscriptions and queues the mail within a second or two. With
     SIGNUP_PROCESSING = "inline" (tests, and a deployment without a worker) the same
-    processing runs at once in the caller's transaction.
+    processing runs at once in the caller's transaction. ``email`` may be the plain address
+    of a caller that checked nothing else (it is checked then, a typo taken as typed).
     """
-    address, name = validate(email, name)
-    request = processing.Request.of([n.id for n in newsletters], address, name, evidence)
+    checked = email if isinstance(email, Signup) else check_signup(email, name, accept_typo=True)
+    request = processing.Request.of(
+        [n.id for n in newsletters],
+        checked.email,
+        checked.name,
+        evidence,
+        language=language,
+        address_flags=checked.address_flags,
+    )
     if current_app.config["SIGNUP_PROCESSING"] == "inline":
         return SignupResult(mail_queued=processing.process(session, [request]) > 0)
     processing.accept(session, request)
@@ -178,19 +287,23 @@ def confirmation_token(session: Session, secret: str) -> Token:
     """
     token = tokens.find(session, TokenPurpose.CONFIRM, secret)
     if token is None:
-        raise LinkError("This confirmation link is not valid. Check that it was copied whole.", 404)
+        raise LinkError(
+            _("This confirmation link is not valid. Check that it was copied whole."), 404
+        )
     newsletters = [s.newsletter for s in token.subscriptions]
     if token.used_at is not None:
         if any(s.status == Status.CONFIRMED for s in token.subscriptions):
             raise AlreadyConfirmed(token)
-        raise LinkError("This confirmation link has already been used.", 410, newsletters)
+        raise LinkError(_("This confirmation link has already been used."), 410, newsletters)
     if token.expires_at is not None and token.expires_at <= utcnow():
         raise LinkError(
-            "This confirmation link has expired. Sign up again to get a new one.", 410, newsletters
+            _("This confirmation link has expired. Sign up again to get a new one."),
+            410,
+            newsletters,
         )
     if all(s.status == Status.UNSUBSCRIBED for s in token.subscriptions):
         # The reader left after this link was sent; only a new signup may bring them back.
-        raise LinkError(CANCELLED, 410, newsletters)
+        raise LinkError(str(CANCELLED), 410, newsletters)
     return token
 
 
@@ -218,11 +331,11 @@ def confirm(
         # Another request used it a moment ago (a double click): answer as it will be seen.
         session.expire(token)
         confirmation_token(session, secret)
-        raise LinkError("This confirmation link has already been used.", 410)
+        raise LinkError(_("This confirmation link has already been used."), 410)
     session.expire(token, ["used_at"])
     evidence = Evidence(ip=ip, user_agent=user_agent, source=Source.FORM)
     if chosen is not None and not chosen & {s.newsletter_id for s in token.subscriptions}:
-        raise InvalidSignup("newsletter", "Tick at least one newsletter to confirm.")
+        raise InvalidSignup("newsletter", _("Tick at least one newsletter to confirm."))
     confirmed_any = False
     for subscription in token.subscriptions:
         if chosen is not None and subscription.newsletter_id not in chosen:
@@ -242,7 +355,7 @@ def confirm(
             record(session, subscription, Action.CONFIRMED, evidence)
     if not confirmed_any and all(s.status == Status.UNSUBSCRIBED for s in token.subscriptions):
         # Cancelled while this link was being followed; the rollback leaves it unused.
-        raise LinkError(CANCELLED, 410, [s.newsletter for s in token.subscriptions])
+        raise LinkError(str(CANCELLED), 410, [s.newsletter for s in token.subscriptions])
     if confirmed_any:
         # The person's own confirmed signup: an erasure they asked for no longer holds it back.
         erasure.forget(session, token.subscriber.email)
@@ -264,7 +377,9 @@ def unsubscribe_target(session: Session, secret: str) -> Subscription:
         )
     )
     if subscription is None:
-        raise LinkError("This unsubscribe link is not valid. Check that it was copied whole.", 404)
+        raise LinkError(
+            _("This unsubscribe link is not valid. Check that it was copied whole."), 404
+        )
     return subscription
 
 

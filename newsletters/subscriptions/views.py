@@ -2,12 +2,14 @@
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, g, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import BadRequest
 
-from .. import catalogue, db, headers, limits
+from .. import catalogue, db, headers, i18n, limits
 from ..embed import origins
-from ..models import DEFAULT_TEXTS, Newsletter, Source, Status
+from ..i18n import default_text
+from ..models import Newsletter, Source, Status
 from ..negotiation import wants_json
 from . import services
 from .entry import client_ip, client_user_agent, signup_payload, take_signup
@@ -16,11 +18,6 @@ from .forms import SignupForm, ticked_newsletters
 bp = Blueprint("subscriptions", __name__)
 
 MAX_NEWSLETTERS_PER_SIGNUP = 50
-# The thank-you text of a signup to several newsletters at once (SPEC's is for one).
-SEVERAL_SUCCESS_TEXT = (
-    "Thank you for signing up for these newsletters. "
-    "We've sent you one confirmation email for all of them."
-)
 
 
 @bp.get("/")
@@ -70,18 +67,25 @@ def subscribe_many():
     form = take_signup(newsletters, Source.FORM)
     if form.errors:
         if wants_json():
-            return _invalid_json(form, DEFAULT_TEXTS["invalid_email"])
-        message = DEFAULT_TEXTS["invalid_email"] if form.email.errors else _first_error(form)
-        return _index(several=_several(signup_payload(), message), status=400)
+            return _invalid_json(form, default_text("invalid_email"))
+        message = form.refusal or (
+            default_text("invalid_email") if form.email.errors else _first_error(form)
+        )
+        return _index(several=_several(signup_payload(), message, form), status=400)
     if wants_json():
-        return _success_json(DEFAULT_TEXTS["success_title"], success_text(len(newsletters)))
+        return _success_json(default_text("success_title"), success_text(len(newsletters)))
     target = origins.safe_return_url(newsletters, form.return_url.data)
     return redirect(target or url_for(".thanks_many", n=[n.slug for n in newsletters]), 303)
 
 
 def success_text(count: int) -> str:
     """Return the thank-you text for a signup to ``count`` newsletters at once."""
-    return DEFAULT_TEXTS["success_text"] if count == 1 else SEVERAL_SUCCESS_TEXT
+    if count == 1:
+        return default_text("success_text")
+    return _(
+        "Thank you for signing up for these newsletters. "
+        "We've sent you one confirmation email for all of them."
+    )
 
 
 @bp.get("/n/<slug>/thanks")
@@ -103,7 +107,7 @@ def thanks_many():
     names = list(db.session().scalars(sa.select(Newsletter.name).where(Newsletter.slug.in_(slugs))))
     return render_template(
         "subscriptions/thanks.html",
-        title=DEFAULT_TEXTS["success_title"],
+        title=default_text("success_title"),
         text=success_text(len(names)),
         names=names,
     )
@@ -132,6 +136,7 @@ def allow_cross_origin_reads(response):
 def confirm_page(token):
     """Show what a confirmation link confirms, with a button (a box for each of several)."""
     found = services.confirmation_token(db.session(), token)
+    i18n.speak_to(found.subscriptions)
     return _confirm_page(found, token)
 
 
@@ -141,6 +146,8 @@ def confirm(token):
     """Confirm the subscriptions behind a confirmation link (those left ticked, if asked)."""
     session = db.session()
     chosen = ticked_newsletters() if request.form.get("choosing") else None
+    opened = services.confirmation_token(session, token)
+    i18n.speak_to(opened.subscriptions)
     try:
         confirmed = services.confirm(session, token, client_ip(), client_user_agent(), chosen)
     except services.InvalidSignup as exc:
@@ -169,6 +176,7 @@ def _confirm_page(token, secret: str, error: str | None = None, status: int = 20
 def unsubscribe_page(token):
     """Show an unsubscribe button; change nothing (mail scanners follow links)."""
     subscription = services.unsubscribe_target(db.session(), token)
+    i18n.speak_to([subscription])
     return render_template(
         "subscriptions/unsubscribe.html", subscription=subscription, secret=token, done=False
     )
@@ -189,6 +197,7 @@ def unsubscribe(token):
         ),
     )
     db.session().commit()
+    i18n.speak_to([subscription])
     if one_click or wants_json():
         return jsonify(status=str(Status.UNSUBSCRIBED), newsletter=subscription.newsletter.slug)
     return render_template(
@@ -209,7 +218,7 @@ def link_error(exc: services.LinkError):
 @bp.app_errorhandler(services.AlreadyConfirmed)
 def already_confirmed(exc: services.AlreadyConfirmed):
     standing = [s.newsletter.name for s in exc.token.subscriptions if s.status == Status.CONFIRMED]
-    message = f"You are already subscribed to {', '.join(standing)}."
+    message = _("You are already subscribed to %(names)s.", names=", ".join(standing))
     if wants_json():
         return jsonify(status=str(Status.CONFIRMED), message=message)
     return render_template("subscriptions/confirmed.html", token=exc.token, already=message)
@@ -224,7 +233,7 @@ def newsletter_or_404(slug: str) -> Newsletter:
     """
     newsletter = _newsletter_by_slug(slug)
     if newsletter is None:
-        abort(404, description=f"There is no newsletter called {slug!r}.")
+        abort(404, description=_("There is no newsletter called %(slug)r.", slug=slug))
     if newsletter.slug != slug and request.method in ("GET", "HEAD"):
         target = url_for(request.endpoint, **(request.view_args | {"slug": newsletter.slug}))
         if request.query_string:
@@ -232,6 +241,7 @@ def newsletter_or_404(slug: str) -> Newsletter:
             target += "?" + request.query_string.decode("latin-1")
         abort(redirect(target, 308))
     g.signup_newsletters = [newsletter]
+    i18n.choose_again()  # the page speaks this newsletter's language, or its reader's
     return newsletter
 
 
@@ -247,16 +257,19 @@ def _may_exist(slug: str) -> bool:
 def _chosen_newsletters() -> list[Newsletter]:
     slugs = list(dict.fromkeys(signup_payload().getlist("newsletter")))
     if not slugs:
-        raise BadRequest("Choose at least one newsletter.")
+        raise BadRequest(_("Choose at least one newsletter."))
     if len(slugs) > MAX_NEWSLETTERS_PER_SIGNUP:
-        raise BadRequest(f"Choose at most {MAX_NEWSLETTERS_PER_SIGNUP} newsletters at once.")
+        raise BadRequest(
+            _("Choose at most %(count)s newsletters at once.", count=MAX_NEWSLETTERS_PER_SIGNUP)
+        )
     known = catalogue.published().by_slug
     found = {slug: known[slug] for slug in slugs if slug in known}
     missing = [slug for slug in slugs if slug not in found]
     if missing:
-        abort(404, description=f"There is no newsletter called {missing[0]!r}.")
+        abort(404, description=_("There is no newsletter called %(slug)r.", slug=missing[0]))
     # An old slug and the current one of the same newsletter are one choice.
     g.signup_newsletters = list({found[slug].id: found[slug] for slug in slugs}.values())
+    i18n.choose_again()
     return g.signup_newsletters
 
 
@@ -265,16 +278,15 @@ def _index(several: dict | None = None, status: int = 200):
         "subscriptions/index.html",
         newsletters=catalogue.published().public,
         several=several,
-        default_texts=DEFAULT_TEXTS,
     )
     return page, status
 
 
-def _several(payload, error: str) -> dict:
+def _several(payload, error: str, form: SignupForm | None = None) -> dict:
     """Return what the several-at-once form shows again: the ticks, the address, the error."""
     return {
-        "chosen": set(payload.getlist("newsletter")),
-        "email": payload.get("email", ""),
+        "chosen": list(dict.fromkeys(payload.getlist("newsletter"))),
+        "form": form or SignupForm(formdata=payload, meta={"csrf": False}),
         "error": error,
     }
 
@@ -288,6 +300,10 @@ def _success_json(title: str, message: str):
 
 
 def _invalid_json(form: SignupForm, invalid_email: str):
+    """Answer a refused signup: SPEC's message, or the refusal's own; any suggestion."""
     errors = {name: field.errors[0] for name, field in form._fields.items() if field.errors}
     message = invalid_email if "email" in errors else next(iter(errors.values()))
-    return jsonify(error="invalid", message=message, fields=errors), 400
+    body = {"error": "invalid", "message": form.refusal or message, "fields": errors}
+    if form.suggestion:
+        body["suggestion"] = form.suggestion
+    return jsonify(body), 400

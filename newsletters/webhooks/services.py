@@ -6,6 +6,7 @@ Each function flushes and never commits: the command or the view commits once.
 import secrets
 
 import sqlalchemy as sa
+from flask_babel import gettext as _
 from sqlalchemy.orm import Session
 
 from ..db import utcnow
@@ -74,7 +75,7 @@ def find(session: Session, webhook_id: int, newsletter: Newsletter | None = None
     """Return webhook ``webhook_id`` (of ``newsletter``, if given), or raise WebhookError."""
     webhook = session.get(Webhook, webhook_id)
     if webhook is None or (newsletter is not None and webhook.newsletter_id != newsletter.id):
-        raise WebhookError(f"there is no webhook number {webhook_id}")
+        raise WebhookError(_("there is no webhook number %(number)s", number=webhook_id))
     return webhook
 
 
@@ -151,7 +152,13 @@ def resend(session: Session, webhook: Webhook, delivery_id: int) -> OutboxMessag
     """
     delivery = session.get(OutboxMessage, delivery_id, with_for_update=True)
     if delivery is None or delivery.webhook_id != webhook.id:
-        raise WebhookError(f"webhook {webhook.id} has no delivery number {delivery_id}")
+        raise WebhookError(
+            _(
+                "webhook %(webhook)s has no delivery number %(number)s",
+                webhook=webhook.id,
+                number=delivery_id,
+            )
+        )
     outbox.requeue(delivery, utcnow())
     session.flush()
     return delivery

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 
 from ..text import has_control_characters
 
@@ -28,6 +31,38 @@ URL_MAX_LENGTH = 2000
 # What a failed delivery keeps of the receiver's answer, for the delivery log.
 ANSWER_SHOWN = 200
 USER_AGENT = "newsletters-webhooks/1"
+# The refusal of each kind of address ``forbidden`` names: whole sentences, each translated
+# as one.
+REFUSALS = {
+    "loopback": _l(
+        "refused: %(host)s resolves to %(address)s, a loopback address; "
+        "webhooks may only go to public addresses"
+    ),
+    "link-local": _l(
+        "refused: %(host)s resolves to %(address)s, a link-local address; "
+        "webhooks may only go to public addresses"
+    ),
+    "multicast": _l(
+        "refused: %(host)s resolves to %(address)s, a multicast address; "
+        "webhooks may only go to public addresses"
+    ),
+    "private": _l(
+        "refused: %(host)s resolves to %(address)s, a private address; "
+        "webhooks may only go to public addresses"
+    ),
+    "reserved": _l(
+        "refused: %(host)s resolves to %(address)s, a reserved address; "
+        "webhooks may only go to public addresses"
+    ),
+    "unspecified": _l(
+        "refused: %(host)s resolves to %(address)s, a unspecified address; "
+        "webhooks may only go to public addresses"
+    ),
+    "non-public": _l(
+        "refused: %(host)s resolves to %(address)s, a non-public address; "
+        "webhooks may only go to public addresses"
+    ),
+}
 
 
 class TargetError(ValueError):
@@ -64,24 +99,36 @@ def parse(url: str) -> Target:
     """Return ``url`` taken apart if a webhook may be sent to it; raise TargetError if not."""
     url = (url or "").strip()
     if not url:
-        raise TargetError("give the URL the webhook is sent to, like https://example.org/hook")
+        raise TargetError(_("give the URL the webhook is sent to, like https://example.org/hook"))
     if len(url) > URL_MAX_LENGTH:
-        raise TargetError(f"the URL is {len(url)} characters long; it may have {URL_MAX_LENGTH}")
+        raise TargetError(
+            ngettext(
+                "the URL is %(num)d character long; it may have %(most)d",
+                "the URL is %(num)d characters long; it may have %(most)d",
+                len(url),
+                most=URL_MAX_LENGTH,
+            )
+        )
     if has_control_characters(url) or " " in url:
-        raise TargetError("the URL holds a space or a control character")
+        raise TargetError(_("the URL holds a space or a control character"))
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise TargetError(f"this is not a URL: {exc}") from None
+        raise TargetError(_("this is not a URL: %(reason)s", reason=exc)) from None
     if parts.scheme not in ("http", "https"):
-        raise TargetError(f"only http:// and https:// URLs are allowed, not {parts.scheme!r}")
+        raise TargetError(
+            _(
+                "only http:// and https:// URLs are allowed, not %(scheme)s",
+                scheme=repr(parts.scheme),
+            )
+        )
     if not parts.hostname:
-        raise TargetError("the URL names no host")
+        raise TargetError(_("the URL names no host"))
     if parts.username is not None or parts.password is not None:
-        raise TargetError("the URL may not hold a user name or password")
+        raise TargetError(_("the URL may not hold a user name or password"))
     if not parts.hostname.isascii():
-        raise TargetError("write the host name in its ASCII (IDNA, xn--) form")
+        raise TargetError(_("write the host name in its ASCII (IDNA, xn--) form"))
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     default = 443 if parts.scheme == "https" else 80
     return Target(url, parts.scheme, parts.hostname, port or default, path)
@@ -99,18 +146,17 @@ def addresses(target: Target) -> list[str]:
         try:
             infos = resolve(target.host, target.port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError) as exc:
-            raise TargetError(f"cannot resolve {target.host}: {exc}") from None
+            raise TargetError(
+                _("cannot resolve %(host)s: %(reason)s", host=target.host, reason=exc)
+            ) from None
         found = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
     if not found:
-        raise TargetError(f"{target.host} resolves to no address")
+        raise TargetError(_("%(host)s resolves to no address", host=target.host))
     if not current_app.config["WEBHOOK_ALLOW_PRIVATE"]:
         for address in found:
             kind = forbidden(address)
             if kind:
-                raise TargetError(
-                    f"refused: {target.host} resolves to {address}, a {kind} address; "
-                    "webhooks may only go to public addresses"
-                )
+                raise TargetError(REFUSALS[kind] % {"host": target.host, "address": address})
     return [str(address) for address in found]
 
 
@@ -139,6 +185,9 @@ def post(target: Target, body: bytes, headers: dict[str, str]) -> Answer:
 
     The timeout (WEBHOOK_TIMEOUT_SECONDS) bounds the connection and each read; a connection
     refused at one address tries the next the host resolved to.
+
+    Its own refusals are not translated: the worker writes them into the delivery log, outside
+    any editor's request.
     """
     timeout = current_app.config["WEBHOOK_TIMEOUT_SECONDS"]
     headers = {

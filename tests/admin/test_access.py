@@ -261,7 +261,8 @@ def test_export_from_the_browser_streams_spec_columns_and_is_logged(
     lines = response.get_data(as_text=True).splitlines()
     assert lines[0] == (
         "email,name,status,optin_at,optin_ip,confirmed_at,confirm_ip,unsubscribed_at,"
-        "source,unsubscribe_url,form_text_version,source_origin,confirmation_evidence"
+        "source,unsubscribe_url,form_text_version,source_origin,confirmation_evidence,"
+        "address_flags,language"
     )
     assert lines[1].startswith("reader@example.com,'=cmd(),confirmed,")
     [record] = session.scalars(sa.select(ExportRecord)).all()
@@ -326,5 +327,5 @@ def test_newsletter_settings_save_texts_and_refuse_bad_origins(
     assert good.status_code == 303
     saved = session.scalar(sa.select(Newsletter))
     assert saved.allowed_origins == "https://publisher.example https://b.example"
-    assert saved.button == "Join" and saved.placeholder is None
+    assert saved.own_text("button") == "Join" and saved.own_text("placeholder") is None
     assert re.search(r">Join</button>", client.get("/n/briefing").get_data(as_text=True))

@@ -54,7 +54,7 @@ def test_status_filters_and_the_fields_are_the_exports(app, client, session, key
     subscription = one["subscriptions"][0]
     assert set(subscription) == {
         "id", "email", "name", "status", "optin_at", "optin_ip", "confirmed_at", "confirm_ip",
-        "unsubscribed_at", "source", "unsubscribe_url",
+        "unsubscribed_at", "source", "unsubscribe_url", "address_flags", "language",
     }  # fmt: skip
     assert subscription["confirmed_at"].endswith("Z")
     assert subscription["unsubscribed_at"] is None
@@ -140,6 +140,7 @@ def test_the_export_streams_json_lines_and_is_recorded_as_the_keys_editors(
         "email", "name", "status", "optin_at", "optin_ip", "confirmed_at", "confirm_ip",
         "unsubscribed_at", "source", "unsubscribe_url",
         "form_text_version", "source_origin", "confirmation_evidence",
+        "address_flags", "language",
     ]  # fmt: skip
     everyone = client.get("/api/v1/newsletters/briefing/export?status=all", headers=bearer(key))
     assert len(everyone.get_data(as_text=True).splitlines()) == 2
@@ -157,3 +158,29 @@ def test_the_export_streams_json_lines_and_is_recorded_as_the_keys_editors(
 def test_unknown_subscriptions_are_not_created_by_reads(client, session, key):
     client.get(f"{LIST}/someone@example.org", headers=bearer(key))
     assert session.scalar(sa.select(sa.func.count()).select_from(Subscription)) == 0
+
+
+def test_subscriptions_carry_the_address_flags_as_a_list_and_the_language(client, session, key):
+    for email in ("flagged@example.org", "plain@example.org"):
+        sign_up(client, key, email)
+    # As the signup's address checks and language choice store them (or an older row).
+    for email, flags, language in [
+        ("flagged@example.org", "typo role", "uk"),
+        ("plain@example.org", None, None),
+    ]:
+        session.execute(
+            sa.update(Subscription)
+            .where(Subscription.subscriber.has(email=email))
+            .values(address_flags=flags, language=language)
+        )
+    session.commit()
+
+    listed = client.get(LIST, headers=bearer(key)).get_json()["subscriptions"]
+    assert [(s["email"], s["address_flags"], s["language"]) for s in listed] == [
+        ("flagged@example.org", ["typo", "role"], "uk"),
+        ("plain@example.org", [], None),
+    ]
+    one = client.get(f"{LIST}/flagged@example.org", headers=bearer(key)).get_json()
+    assert (one["address_flags"], one["language"]) == (["typo", "role"], "uk")
+    gone = client.delete(f"{LIST}/flagged@example.org", headers=bearer(key)).get_json()
+    assert (gone["address_flags"], gone["language"]) == (["typo", "role"], "uk")

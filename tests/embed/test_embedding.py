@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from newsletters import db
 from newsletters.embed.snippets import snippets
 from newsletters.models import Newsletter, OutboxMessage, Subscription
+from tests.conftest import set_texts
 
 PUBLISHER = "https://publisher.example"
 
@@ -76,8 +77,7 @@ def test_widget_script_carries_the_texts_and_posts_to_base_url(client, newslette
 
 
 def test_widget_script_escapes_editor_texts(client, newsletter, session):
-    session.execute(sa.update(Newsletter).values(placeholder="</script><script>alert(1)</script>"))
-    session.commit()
+    set_texts(session, placeholder="</script><script>alert(1)</script>")
     script = client.get("/n/briefing/embed.js").get_data(as_text=True)
     assert "</script>" not in script
 

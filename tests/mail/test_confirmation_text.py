@@ -1,9 +1,7 @@
 """Editors write their own confirmation mail text; the signer's words never reach the mail."""
 
-import sqlalchemy as sa
-
 from newsletters.mail import worker
-from newsletters.models import Newsletter
+from tests.conftest import set_texts
 
 
 def send_one(app, client, smtp_server, **signup):
@@ -18,10 +16,7 @@ def send_one(app, client, smtp_server, **signup):
 def test_the_editors_text_replaces_the_standard_opening_in_both_parts(
     app, client, newsletter, session, smtp_server
 ):
-    session.execute(
-        sa.update(Newsletter).values(confirm_body="Welcome to <Briefing>!\n\nOne click left.")
-    )
-    session.commit()
+    set_texts(session, confirm_body="Welcome to <Briefing>!\n\nOne click left.")
     text, html = send_one(app, client, smtp_server, name="Mallory")
     assert text.startswith("Welcome to <Briefing>!")
     assert "someone, probably you" not in text

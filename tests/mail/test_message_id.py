@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from newsletters import create_app
 from newsletters.config import ConfigError
 from newsletters.mail import worker
-from newsletters.models import Newsletter, OutboxMessage, OutboxState
+from newsletters.models import OutboxMessage, OutboxState
+from tests.conftest import set_texts
 
 
 def sign_up(client, email="reader@example.com"):
@@ -45,8 +46,7 @@ def test_the_message_id_is_at_the_domain_of_mail_from_as_the_sending_worker_has_
 def test_a_newsletters_sender_name_replaces_the_name_in_mail_from(
     app, client, newsletter, smtp_server, session
 ):
-    session.execute(sa.update(Newsletter).values(sender_name="Morning Briefing"))
-    session.commit()
+    set_texts(session, sender_name="Morning Briefing")
     sign_up(client)
     app.config["MAIL_FROM"] = "News Desk <news@mail.example.org>"
     assert deliver(app, smtp_server.url) == {"sent": 1}

@@ -9,8 +9,9 @@ import sqlalchemy as sa
 
 from newsletters import db
 from newsletters.mail import messages
-from newsletters.models import Newsletter, OutboxMessage
+from newsletters.models import OutboxMessage
 from newsletters.subscriptions import processing
+from tests.conftest import newsletter_with
 
 BOUNDARY = re.compile(rb"={15}\d+==")
 LONG_ASCII = "Our weekly letter, " + "with news from the whole region and beyond, " * 30
@@ -19,7 +20,7 @@ LONG_CYRILLIC = "Щотижневий лист " * 80
 
 def queue(app, session, newsletters: list[dict], *emails: str) -> list[OutboxMessage]:
     """Add ``newsletters``, sign each of ``emails`` up to all of them, process; return the rows."""
-    added = [Newsletter(**fields) for fields in newsletters]
+    added = [newsletter_with(**fields) for fields in newsletters]
     session.add_all(added)
     session.commit()
     evidence = processing.Evidence(ip=None, user_agent=None, source="form")
@@ -39,6 +40,7 @@ def built_alone(renderer: messages.Renderer, row: OutboxMessage, mail: messages.
         [renderer.newsletters[n] for n in renderer.newsletter_ids(row)],
         renderer.sender,
         mail.links["confirm"].rpartition("/")[2],
+        renderer.language(row, [renderer.newsletters[n] for n in renderer.newsletter_ids(row)]),
         recipient=mail.recipient,
         date=headers["Date"],
         message_id=mail.message_id,

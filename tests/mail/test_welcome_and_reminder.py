@@ -12,6 +12,7 @@ from newsletters import catalogue, db, editors, reader_mails, tokens
 from newsletters.db import utcnow
 from newsletters.mail import worker
 from newsletters.models import (
+    TEXT_KEYS,
     Newsletter,
     OutboxKind,
     OutboxMessage,
@@ -22,6 +23,7 @@ from newsletters.models import (
     TokenPurpose,
 )
 from tests.admin.conftest import PASSWORD, csrf_token, login
+from tests.conftest import set_texts
 
 CONFIRM_LINK = re.compile(r"https://news\.example\.org/confirm/[A-Za-z0-9_-]{43}")
 PREFERENCES_LINK = re.compile(r"https://news\.example\.org/preferences/[A-Za-z0-9_-]{43}")
@@ -43,7 +45,10 @@ def deliver(app, smtp_server) -> dict:
 
 
 def set_newsletter(session, **settings) -> None:
-    session.execute(sa.update(Newsletter).values(**settings))
+    texts = {key: settings.pop(key) for key in TEXT_KEYS if key in settings}
+    if settings:
+        session.execute(sa.update(Newsletter).values(**settings))
+    set_texts(session, **texts)
 
 
 def subscription_of(session, email=READER) -> Subscription:
@@ -382,11 +387,11 @@ def test_the_settings_form_turns_the_mails_after_confirmation_on_and_off(
     assert response.status_code == 303, response.get_data(as_text=True)
     newsletter = saved(session)
     assert newsletter.welcome_enabled is True
-    assert newsletter.welcome_subject == "Welcome aboard"
-    assert newsletter.welcome_body == "Hello!\n\nGlad you came."
+    assert newsletter.own_text("welcome_subject") == "Welcome aboard"
+    assert newsletter.own_text("welcome_body") == "Hello!\n\nGlad you came."
     assert newsletter.reminder_hours == 36
-    assert newsletter.reminder_subject == "Still interested?"
-    assert newsletter.reminder_body == "Confirm below."
+    assert newsletter.own_text("reminder_subject") == "Still interested?"
+    assert newsletter.own_text("reminder_body") == "Confirm below."
     page = admin.get("/admin/n/briefing/settings").get_data(as_text=True)
     assert 'value="36"' in page
 
@@ -397,7 +402,7 @@ def test_the_settings_form_turns_the_mails_after_confirmation_on_and_off(
     newsletter = saved(session)
     assert newsletter.welcome_enabled is False
     assert newsletter.reminder_hours is None
-    assert newsletter.welcome_subject is None
+    assert newsletter.own_text("welcome_subject") is None
 
 
 @pytest.mark.parametrize("hours", ["0", "-3", "1.5", "soon", "72", "100000", "٣"])
@@ -430,5 +435,5 @@ def test_a_line_break_in_a_subject_is_refused_and_nothing_is_saved(
     page = response.get_data(as_text=True)
     assert f"{label} may not contain line breaks or control characters." in page
     newsletter = saved(session)
-    assert getattr(newsletter, field) is None
+    assert newsletter.own_text(field) is None
     assert newsletter.reminder_hours is None

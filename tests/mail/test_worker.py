@@ -16,6 +16,7 @@ from newsletters.db import utcnow
 from newsletters.mail import outbox, transports, worker
 from newsletters.models import Newsletter, OutboxMessage, OutboxState, Source, Subscription
 from newsletters.subscriptions import services
+from tests.conftest import newsletter_with
 
 CONFIRM_LINK = re.compile(r"https://news\.example\.org/confirm/[A-Za-z0-9_-]{43}")
 
@@ -430,7 +431,9 @@ def test_a_newsletter_subject_that_cannot_be_a_header_parks_only_its_own_mail_at
     app, client, newsletter, smtp_server, session
 ):
     # Saved before the catalogue refused line breaks: the worker still meets such rows.
-    session.add(Newsletter(slug="bad", name="Bad", confirm_subject="Hi\nBcc: victim@example.com"))
+    session.add(
+        newsletter_with(slug="bad", name="Bad", confirm_subject="Hi\nBcc: victim@example.com")
+    )
     session.commit()
     assert client.post("/n/bad/subscribe", data={"email": "a@example.com"}).status_code == 303
     sign_up(client, "b@example.com")
