@@ -173,3 +173,15 @@ def test_readme_command_line_runs_as_written_in_a_fresh_shell(tmp_path, fresh_sh
     assert "briefing\tMorning Briefing" in result.stdout
     assert "ed@example.org\teditor of briefing" in result.stdout
     assert (tmp_path / "list.csv").read_text(encoding="utf-8").startswith("email,name,status,")
+
+
+def test_wheel_carries_the_compiled_ukrainian_catalogue(wheel, names):
+    from io import BytesIO
+
+    from babel.messages.mofile import read_mo
+
+    path = "newsletters/translations/uk/LC_MESSAGES/messages.mo"
+    assert path in names
+    with zipfile.ZipFile(wheel) as archive:
+        catalogue = read_mo(BytesIO(archive.read(path)))
+    assert catalogue.get("Subscribe").string == "Підписатися"
