@@ -32,7 +32,8 @@ clean:
 # Extract every string of the product and merge the new ones into the Ukrainian catalogue
 # (docs/translating.md); tests/test_translations.py says what is left to translate.
 translations: $(BIN)/newsletters
-	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output \
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k _lp:1c,2 -k lazy_pgettext:1c,2 \
+		--no-location --sort-output \
 		--project newsletters -o newsletters/translations/messages.pot .
 	$(BIN)/pybabel update -i newsletters/translations/messages.pot -d newsletters/translations \
 		--no-fuzzy-matching --ignore-obsolete

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_babel import lazy_pgettext as _lp
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -58,7 +59,7 @@ class Text:
 # headers (name, sender, subject) or into one line of a form, so they may not hold line breaks
 # or other control characters.
 TEXTS = {
-    "name": Text(_l("Name"), 200, required=True),
+    "name": Text(_lp("newsletter", "Name"), 200, required=True),
     "description": Text(_l("Description"), 2000, multiline=True),
     "placeholder": Text(_l("Field placeholder"), 200),
     "button": Text(_l("Button"), 100),
