@@ -68,9 +68,8 @@ def subscribe_many():
     if form.errors:
         if wants_json():
             return _invalid_json(form, default_text("invalid_email"))
-        message = form.refusal or (
-            default_text("invalid_email") if form.email.errors else _first_error(form)
-        )
+        # The form says what is wrong with the address itself (SPEC's text, then why).
+        message = None if form.email.errors else _first_error(form)
         return _index(several=_several(signup_payload(), message, form), status=400)
     if wants_json():
         return _success_json(default_text("success_title"), success_text(len(newsletters)))
