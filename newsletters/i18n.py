@@ -104,15 +104,15 @@ def asked_language() -> str | None:
 def speak_to(subscriptions) -> None:
     """Speak to the reader of ``subscriptions`` (a link's page): in the language they chose.
 
-    Their newsletters' language, then the one kept from their signup, then their browser's
-    unless the newsletter pins its own: the rule of the forms, with the stored language in
-    the place of the embed's.
+    Their newsletters' language, then the one kept from their signup (or the page's own
+    ``?lang=``, a choice made on it), then their browser's unless the newsletter pins its
+    own: the rule of the forms, with the stored language in the place of the embed's.
     """
     subscriptions = list(subscriptions)
     if subscriptions:
         g.reader_newsletters = [s.newsletter for s in subscriptions]
         latest = max(subscriptions, key=lambda s: s.optin_at or s.created_at)
-        choose_again(latest.language)
+        choose_again(supported(request.args.get("lang")) or latest.language)
 
 
 def choose_again(asked: str | None = None) -> None:

@@ -127,8 +127,11 @@ def test_widgets_form_and_iframe_on_another_origin_sign_readers_up(
     frame.get_by_text("Successfully subscribed").wait_for()
 
     # The host page's CSS wins over the widget's defaults.
-    button = widgets["gamma"].get_by_role("button", name="Subscribe")
+    button = page.locator("#gamma .nl-widget__button")
     assert button.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(138, 21, 56)"
+    # After a success, a widget shows its message alone: no field, button or note.
+    assert not widgets["gamma"].get_by_role("button", name="Subscribe").is_visible()
+    assert not widgets["gamma"].get_by_text("* indicates required").is_visible()
     page.screenshot(path=str(artifacts / "publisher-page-after-signups.png"), full_page=True)
 
     # The plain form posts across origins and, its origin being allowed, comes back home.
