@@ -140,8 +140,13 @@ def record(
 
 
 def neutralise(value: str) -> str:
-    """Defuse a cell that a spreadsheet would run as a formula, by a leading apostrophe."""
-    if value and value.startswith(FORMULA_STARTS):
+    """Defuse a cell that a spreadsheet would run as a formula, by a leading apostrophe.
+
+    A cell that starts with apostrophes and then a formula's character gets one more too, so
+    that the import, which takes one such apostrophe off (``imports``), reads back the very
+    value: a name that really is ``'=x`` survives a round trip.
+    """
+    if value and value.lstrip("'").startswith(FORMULA_STARTS):
         return "'" + value
     return value
 
@@ -643,8 +648,10 @@ def _coalesced(column: sa.ColumnElement) -> sa.ColumnElement:
 
 def _guarded(value: sa.ColumnElement, dialect: str) -> sa.ColumnElement:
     """Return ``value`` with SPEC's formula guard, as ``neutralise()`` applies it."""
-    # The code of the first character (0 if none): an integer test is the cheapest.
-    first = sa.func.ascii(value) if dialect == "postgresql" else sa.func.unicode(value)
+    # The code of the first character after any apostrophes (0 or NULL if none): an integer
+    # test is the cheapest.
+    unquoted = sa.func.ltrim(value, "'")
+    first = sa.func.ascii(unquoted) if dialect == "postgresql" else sa.func.unicode(unquoted)
     starts = first.in_([sa.literal(ord(c)) for c in FORMULA_STARTS])
     return sa.case((starts, sa.literal("'").concat(value)), else_=value)
 

@@ -366,8 +366,12 @@ def _stored(naive: datetime) -> str:
 
 
 def _unneutralised(value: str) -> str:
-    """Undo the export's defence against spreadsheet formulas (see exports.neutralise)."""
-    if value[:1] == "'" and value[1:].startswith(FORMULA_STARTS):
+    """Undo the export's defence against spreadsheet formulas (see exports.neutralise).
+
+    The export adds an apostrophe to a cell that starts with apostrophes and then a formula's
+    character; one comes off here, so every value reads back as it was exported.
+    """
+    if value[:1] == "'" and value.lstrip("'").startswith(FORMULA_STARTS):
         return value[1:]
     return value
 

@@ -8,6 +8,7 @@ import threading
 import tracemalloc
 from collections.abc import Callable
 from datetime import UTC, datetime
+from unittest.mock import ANY
 
 import pytest
 import sqlalchemy as sa
@@ -159,6 +160,24 @@ def test_formula_neutralised_name_is_stored_as_the_name_itself(app, session, new
 
     assert session.scalar(sa.select(Subscription.name)) == name
     assert rows_of(export_csv(app, "briefing"))[0]["name"] == "'" + name
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["'=SUM(A1:A9)", "''+1", "'-", "'plain", "''", "=x", "@home", "'", "it's =fine"],
+)
+def test_the_spreadsheet_export_reads_back_every_name_as_it_was(
+    app, session, newsletter, copy, name
+):
+    add(session, "briefing", "reader@example.com", name=name, status=Status.CONFIRMED)
+
+    run_import(app, export_csv(app, "briefing"), slug="copy")
+
+    stored = session.scalars(sa.select(Subscription.name).order_by(Subscription.id)).all()
+    assert stored == [name, name]
+    assert rows_of(export_csv(app, "copy")) == [
+        {**row, "unsubscribe_url": ANY} for row in rows_of(export_csv(app, "briefing"))
+    ]
 
 
 def test_each_refused_row_is_reported_with_its_line_and_why(app, session, newsletter):
