@@ -2,6 +2,7 @@
 
 from flask import get_template_attribute
 from flask_babel import force_locale
+from flask_babel import gettext as _
 from markupsafe import escape
 
 from ..links import external_url
@@ -25,13 +26,14 @@ def snippets(newsletter: Newsletter) -> dict[str, str]:
             uid=f"nl-{newsletter.slug}",
             plain=True,
         )
+        title = _("%(name)s signup", name=newsletter.name)
     return {
         "form": "\n".join(line for line in str(form).splitlines() if line.strip()),
         # Valid HTML, nothing inline that a strict CSP of the host page refuses: the size in
         # attributes (pixels), the borderless, page-wide look from the product's stylesheet.
         "iframe": (
             f'<link rel="stylesheet" href="{stylesheet}">\n'
-            f'<iframe src="{frame}" title="{escape(newsletter.name)} signup" class="nl-frame"'
+            f'<iframe src="{frame}" title="{escape(title)}" class="nl-frame"'
             ' width="480" height="190" loading="lazy"></iframe>'
         ),
         "widget": f'<script src="{widget}"></script>',

@@ -15,8 +15,15 @@ bp = Blueprint("embed", __name__)
 
 
 def newsletter_frame_ancestors() -> str | None:
-    """Return the frame-ancestors directive of the request's newsletter, once it is known."""
+    """Return the frame-ancestors directive of the request's newsletter.
+
+    Also for an answer given before the view found it (a 429 of the rate limit): a refusal
+    inside the frame must show there, not as the browser's "refused to connect".
+    """
     newsletters = g.get("signup_newsletters")
+    if not newsletters and request.view_args and "slug" in request.view_args:
+        found = catalogue.published().by_slug.get(request.view_args["slug"])
+        newsletters = [found] if found else None
     return origins.frame_ancestors(newsletters[0]) if newsletters else None
 
 

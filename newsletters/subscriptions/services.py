@@ -102,7 +102,7 @@ def normalise_address(raw: str) -> str:
     try:
         return addresses.normalise(raw)
     except addresses.InvalidAddress as exc:
-        raise InvalidSignup("email", str(exc)) from None
+        raise InvalidSignup("email", addresses.explained(str(exc))) from None
 
 
 def check_address(
@@ -129,7 +129,7 @@ def check_address(
             timeout=config["EMAIL_DNS_TIMEOUT_SECONDS"],
         )
     except addresses.InvalidAddress as exc:
-        raise InvalidSignup("email", str(exc)) from None
+        raise InvalidSignup("email", addresses.explained(str(exc))) from None
     if found.suggestion and not accept_typo:
         raise InvalidSignup(
             "email",

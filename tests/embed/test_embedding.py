@@ -284,3 +284,18 @@ def test_honeypot_is_hidden_by_its_attribute_not_by_a_stylesheet(client, newslet
         assert tags[i][1]["tabindex"] == "-1" and tags[i][1]["autocomplete"] == "off"
         wrapper = next(attrs for tag, attrs, _ in reversed(tags[:i]) if tag == "div")
         assert "hidden" in wrapper and wrapper["aria-hidden"] == "true"
+
+
+@pytest.mark.settings(RATELIMIT_ENABLED=True, SIGNUP_RATE_LIMIT="2 per minute")
+def test_a_rate_limited_iframe_signup_is_answered_inside_the_frame(client, newsletter, session):
+    session.execute(sa.update(Newsletter).values(allowed_origins="https://publisher.example"))
+    session.commit()
+    for n in range(2):
+        client.post("/n/briefing/embed", data={"email": f"r{n}@example.com"})
+
+    refused = client.post("/n/briefing/embed", data={"email": "third@example.com"})
+
+    assert refused.status_code == 429
+    # The publisher's page may frame the refusal, so the reader reads it (not "refused to
+    # connect").
+    assert frame_ancestors(refused) == "frame-ancestors 'self' https://publisher.example"
