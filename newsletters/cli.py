@@ -18,6 +18,7 @@ from . import (
     db,
     editors,
     erasure,
+    export_presets,
     exports,
     imports,
     ledger,
@@ -281,17 +282,39 @@ def newsletter_list():
 @click.option(
     "--format", "fmt", type=click.Choice(sorted(exports.FORMATS)), default="csv", show_default=True
 )
+@click.option(
+    "--preset",
+    type=click.Choice(list(export_presets.PRESETS)),
+    default=export_presets.DEFAULT,
+    show_default=True,
+    help="A CSV laid out for the tool that sends the newsletter (docs/exports.md); "
+    "'spreadsheet' is SPEC's columns, formula-safe, for Excel or LibreOffice.",
+)
 @click.option("-o", "--output", type=click.File("wb", lazy=True), default="-")
 @with_appcontext
-def export(slug, status, fmt, output):
+def export(slug, status, fmt, preset, output):
     """Stream the subscriptions of SLUG to stdout or to a file."""
     newsletter = _newsletter(slug)
+    if fmt != "csv" and preset != export_presets.DEFAULT:
+        raise click.BadParameter(
+            "a preset is a CSV layout: leave --format csv", param_hint="--preset"
+        )
+    try:
+        export_presets.get(preset).check(status)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--status") from None
     to_screen = output.name in ("-", "<stdout>") and sys.stdout.isatty()
     total = _count(newsletter, status) if _on_terminal() and not to_screen else None
     with _progress(total, f"exporting {slug}") as advance:
-        for chunk in exports.export(
-            db.session(), newsletter, status, fmt, via="cli", progress=advance
-        ):
+        if fmt == "csv":
+            chunks = export_presets.export(
+                db.session(), newsletter, preset, status, via="cli", progress=advance
+            )
+        else:
+            chunks = exports.export(
+                db.session(), newsletter, status, fmt, via="cli", progress=advance
+            )
+        for chunk in chunks:
             output.write(chunk)
     output.flush()
 

@@ -100,7 +100,7 @@ def export(
     entry_id = record(session, newsletter, editor, via, status, fmt).id
     session.commit()
     chunks = reader.csv() if fmt == "csv" else reader.jsonl()
-    return _counted(chunks, entry_id, session, progress)
+    return counted(chunks, entry_id, session, progress)
 
 
 def records(session: Session, newsletter: Newsletter, status: str = "confirmed") -> Iterator[dict]:
@@ -178,9 +178,10 @@ def jsonl_chunks(rows: Iterable[dict]) -> Iterator[str]:
 WRITERS = {"csv": csv_chunks, "jsonl": jsonl_chunks}
 
 
-def _counted(
+def counted(
     chunks: Iterator[tuple[bytes, int]], entry_id: int, session: Session, progress: Progress | None
 ) -> Iterator[bytes]:
+    """Yield the text of ``chunks`` (text, rows); record the row count once the last is out."""
     total = 0
     for text, rows in chunks:
         total += rows

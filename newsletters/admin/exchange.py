@@ -7,17 +7,18 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.exceptions import BadRequest
 
-from .. import db, exports, imports, negotiation
+from .. import db, export_presets, exports, imports, negotiation
 from . import bp, editable_newsletter
 from .forms import ImportForm
 
 
 @bp.get("/n/<slug>/export")
 def export(slug):
-    """Stream the list as a CSV or JSON Lines download, and record who took it."""
+    """Stream the list as a CSV (in a preset's layout) or JSON Lines download; record it."""
     newsletter = editable_newsletter(slug)
     status = request.args.get("status", "confirmed")
     fmt = request.args.get("format", "csv")
+    preset = request.args.get("preset", export_presets.DEFAULT)
     if status not in exports.STATUSES:
         raise BadRequest(
             _("status must be one of: %(choices)s.", choices=", ".join(exports.STATUSES))
@@ -26,8 +27,24 @@ def export(slug):
         raise BadRequest(
             _("format must be one of: %(choices)s.", choices=", ".join(sorted(exports.FORMATS)))
         )
-    chunks = exports.export(db.session(), newsletter, status, fmt, current_user, via="admin")
-    filename = f"{newsletter.slug}-{status}.{fmt}"
+    if preset not in export_presets.PRESETS or (fmt != "csv" and preset != "spreadsheet"):
+        raise BadRequest(
+            _(
+                "preset must be one of: %(choices)s, with the CSV format.",
+                choices=", ".join(export_presets.PRESETS),
+            )
+        )
+    if fmt == "csv":
+        try:
+            chunks = export_presets.export(
+                db.session(), newsletter, preset, status, current_user, via="admin"
+            )
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        filename = export_presets.get(preset).filename(newsletter.slug, status)
+    else:
+        chunks = exports.export(db.session(), newsletter, status, fmt, current_user, via="admin")
+        filename = f"{newsletter.slug}-{status}.{fmt}"
     return Response(
         stream_with_context(chunks),
         mimetype=exports.FORMATS[fmt].split(";")[0],

@@ -11,7 +11,7 @@ from flask_login import current_user
 from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import BadRequest
 
-from .. import db, erasure, exports, ledger, stats
+from .. import db, erasure, export_presets, exports, ledger, stats
 from .. import subscribers as listing
 from ..ledger import Evidence
 from ..models import Newsletter, Subscription
@@ -47,6 +47,7 @@ def dashboard(slug):
         chart=stats.chart(series),
         export_statuses=exports.STATUSES,
         export_formats=sorted(exports.WRITERS),
+        presets=[p for p in export_presets.PRESETS.values() if p.name != export_presets.DEFAULT],
     )
 
 

@@ -2,7 +2,7 @@
 
 from flask import Response, stream_with_context
 
-from .. import apikeys, catalogue, changes, db, exports, limits
+from .. import apikeys, catalogue, changes, db, export_presets, exports, limits
 from ..models import Status
 from . import auth, bp, queries, schemas
 from .errors import ApiError
@@ -44,16 +44,28 @@ def list_newsletters():
     schema={"type": "string"},
     description=(
         "JSON Lines: one object per subscription, with the CSV's columns as fields (SPEC's,"
-        " then the consent columns)."
+        " then the consent columns). With `preset`, a CSV (text/csv) in that tool's layout."
     ),
 )
 @documented(400, 403, 404)
 def export(args: dict, slug: str):
-    """Stream the list as JSON Lines, as the editors' download does; recorded as an export."""
+    """Stream the list as JSON Lines, as the editors' download does; recorded as an export.
+
+    With `preset`, a CSV laid out for that tool's importer instead (docs/exports.md).
+    """
     newsletter = auth.newsletter(slug)
     editor = auth.current_key().editor
-    chunks = exports.export(db.session(), newsletter, args["status"], "jsonl", editor, via="api")
-    return Response(stream_with_context(chunks), mimetype=JSONL)
+    session = db.session()
+    if "preset" not in args:
+        chunks = exports.export(session, newsletter, args["status"], "jsonl", editor, via="api")
+        return Response(stream_with_context(chunks), mimetype=JSONL)
+    try:
+        chunks = export_presets.export(
+            session, newsletter, args["preset"], args["status"], editor, via="api"
+        )
+    except ValueError as exc:
+        raise ApiError(400, "invalid_fields", str(exc), {"status": str(exc)}) from None
+    return Response(stream_with_context(chunks), mimetype="text/csv")
 
 
 @bp.route("/newsletters/<slug>/changes", methods=["GET"])

@@ -9,6 +9,7 @@ from datetime import UTC
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from ..export_presets import PRESETS
 from ..exports import STATUSES
 from ..i18n import LANGUAGES
 from ..models import Status
@@ -193,3 +194,10 @@ class ChangeArgs(ma.Schema):
 
 class ExportArgs(ma.Schema):
     status = fields.String(load_default="confirmed", validate=validate.OneOf(STATUSES))
+    preset = fields.String(
+        validate=validate.OneOf(list(PRESETS)),
+        metadata={
+            "description": "A CSV laid out for another tool's importer (listmonk, mailchimp, "
+            "brevo, keila, ghost, buttondown, kit; docs/exports.md) instead of JSON Lines."
+        },
+    )
