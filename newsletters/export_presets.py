@@ -463,7 +463,8 @@ GHOST = Preset(
 # without hyphens (pages/advanced-features/metadata.mdx: {{ subscriber.metadata.first-name }}
 # fails). Imported readers are taken as having consented already (importing-your-data.mdx);
 # whether an import can mark a reader unsubscribed was not found, so only confirmed ones go.
-def _buttondown(record: Mapping[str, str]) -> list[str]:
+def _name_then_carried(record: Mapping[str, str]) -> list[str]:
+    """Return the address, the whole name, then ``CARRIED``: a column per custom field."""
     return [record["email"], record["name"], *(record[name] for name in CARRIED)]
 
 
@@ -475,7 +476,7 @@ BUTTONDOWN = Preset(
         "Confirmed readers only."
     ),
     header=("email", "name", *CARRIED),
-    row=_buttondown,
+    row=_name_then_carried,
     statuses={"confirmed": "regular"},
     rules=(
         "https://docs.buttondown.com/api-imports-introduction",
@@ -496,10 +497,6 @@ BUTTONDOWN = Preset(
 # first_name and custom fields matched by name (docs.emailfirst.co/kit/importing-subscribers,
 # third-party). Permission is required of every imported reader and unsubscribed ones must not
 # be imported (help.convertkit.com 5027047): confirmed readers only.
-def _kit(record: Mapping[str, str]) -> list[str]:
-    return [record["email"], record["name"], *(record[name] for name in CARRIED)]
-
-
 KIT = Preset(
     name="kit",
     tool="Kit",
@@ -508,7 +505,7 @@ KIT = Preset(
         "and consent. Confirmed readers only."
     ),
     header=("email", "first_name", *CARRIED),
-    row=_kit,
+    row=_name_then_carried,
     statuses={"confirmed": "active"},
     rules=(
         "https://help.kit.com/en/articles/2502555-how-to-import-a-subscriber-list",

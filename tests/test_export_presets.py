@@ -39,16 +39,7 @@ GOLDEN = Path(__file__).parent / "data" / "export_presets"
 make_editor = admin_tests.make_editor
 make_key = api_tests.make_key
 KEY = "test-secret"  # conftest's SECRET_KEY: the links below are derived with it
-CARRIED = (
-    "unsubscribe_url",
-    "optin_at",
-    "optin_ip",
-    "confirmed_at",
-    "confirm_ip",
-    "source",
-    "form_text_version",
-    "language",
-)
+CARRIED = export_presets.CARRIED
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 LONG_NAME = "Maria del Carmen Fernández de la Concepción y Rodríguez-Ortega"  # 62 characters
 CONFIRMED, PENDING, UNSUBSCRIBED = Status.CONFIRMED, Status.PENDING, Status.UNSUBSCRIBED
