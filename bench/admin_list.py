@@ -152,6 +152,7 @@ def fill(session, rows: int) -> None:
                         else None
                     ),
                     "created_at": optin,
+                    "address_flags": _flags(n),
                 }
             )
         session.execute(sa.insert(Subscriber), people)
@@ -165,6 +166,17 @@ def fill(session, rows: int) -> None:
                 sa.text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), {rows})")
             )
         session.commit()
+
+
+def _flags(n: int) -> str | None:
+    """Return the address flags of row ``n``: a few common, one rare, one on no row at all."""
+    if n % 33 == 0:
+        return "disposable"  # 3 % of the rows
+    if n % 97 == 0:
+        return "role"
+    if n % 50_000 == 7:
+        return "typo"  # 20 rows in 1,000,000
+    return None
 
 
 def measure(app, rows: int) -> list[tuple[str, list[float], str]]:
@@ -211,6 +223,9 @@ def measure(app, rows: int) -> list[tuple[str, list[float], str]]:
         "prefix search q='anna.' (1 in 10 rows match)": lambda: list_page(
             session, newsletter, prefix="anna."
         ),
+        "flag=disposable (3 % of rows)": lambda: list_page(session, newsletter, flag="disposable"),
+        "flag=typo (20 rows), first page": lambda: list_page(session, newsletter, flag="typo"),
+        "flag=unchecked (no row)": lambda: list_page(session, newsletter, flag="unchecked"),
     }
     pages = {
         "whole page: subscribers, first page (HTTP)": f"/admin/n/{SLUG}/subscribers",

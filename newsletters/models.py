@@ -149,13 +149,16 @@ class Newsletter(Base):
         The editor's text in that language; else theirs in the newsletter's own language;
         else the product's default, translated (None for a mail text, which has none).
         """
-        from .i18n import current_language, translate
+        from .i18n import current_language, default_text, translate
 
-        language = language or current_language()
-        own = self.own_text(key, language) or self.own_text(key)
-        if own:
-            return own
-        return translate(DEFAULT_TEXTS[key], language) if key in DEFAULT_TEXTS else None
+        if self.texts:
+            own = self.own_text(key, language or current_language()) or self.own_text(key)
+            if own:
+                return own
+        if key not in DEFAULT_TEXTS:
+            return None
+        # In the current language no switch of locale is needed: a signup's hot path.
+        return translate(DEFAULT_TEXTS[key], language) if language else default_text(key)
 
     def origins(self) -> list[str]:
         """Return the allowed embed origins, as normalised when they were saved."""
