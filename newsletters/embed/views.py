@@ -3,8 +3,9 @@
 from flask import Blueprint, current_app, g, make_response, render_template, request, url_for
 from flask_babel import force_locale
 from flask_babel import gettext as _
+from sqlalchemy.exc import SQLAlchemyError
 
-from .. import catalogue, headers, i18n, limits
+from .. import catalogue, db, headers, i18n, limits
 from ..links import external_url
 from ..models import DEFAULT_TEXTS, Newsletter, Source
 from ..subscriptions.entry import take_signup
@@ -22,7 +23,12 @@ def newsletter_frame_ancestors() -> str | None:
     """
     newsletters = g.get("signup_newsletters")
     if not newsletters and request.view_args and "slug" in request.view_args:
-        found = catalogue.published().by_slug.get(request.view_args["slug"])
+        try:
+            found = catalogue.published().by_slug.get(request.view_args["slug"])
+        except SQLAlchemyError:
+            # The database is away (the answer is its 503): the default policy stands.
+            db.session().rollback()
+            found = None
         newsletters = [found] if found else None
     return origins.frame_ancestors(newsletters[0]) if newsletters else None
 
