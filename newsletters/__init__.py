@@ -6,7 +6,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import config, db, headers, i18n, limits, logs, negotiation
+from . import config, counters, db, headers, i18n, limits, logs, negotiation
 
 csrf = CSRFProtect()
 
@@ -47,6 +47,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)
 
     db.init_app(app)
+    counters.init_app(app)
     i18n.init_app(app)
     # Before CSRFProtect, whose check parses the body under the app-wide size limit.
     app.before_request(negotiation.allow_large_uploads)

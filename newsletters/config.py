@@ -39,6 +39,29 @@ DEFAULTS = {
     # Signup requests one worker transaction processes at most (see subscriptions/processing).
     "SIGNUP_BATCH": 200,
     "TRUSTED_PROXIES": 0,
+    # Form views and stopped signups are tallied per process and written this often
+    # (counters.py): a process killed outright loses at most this many seconds of counts.
+    "COUNT_FLUSH_SECONDS": 10.0,
+    # Bot defence (proof.py). A browser's form solves a proof-of-work challenge while the
+    # reader types: about POW_MIN_NUMBER / 2 hashes at a normal signup rate, growing with the
+    # signups of the last POW_WINDOW_MINUTES beyond POW_NORMAL_SIGNUPS_PER_MINUTE (per
+    # newsletter), up to POW_MAX_NUMBER. A challenge is good for POW_EXPIRES_SECONDS, once.
+    "POW_MIN_NUMBER": 100_000,
+    "POW_MAX_NUMBER": 10_000_000,
+    "POW_NORMAL_SIGNUPS_PER_MINUTE": 10,
+    "POW_WINDOW_MINUTES": 5,
+    "POW_EXPIRES_SECONDS": 1800,
+    # A form sent back sooner than this after it was shown was not filled in by a person.
+    "FORM_MIN_FILL_SECONDS": 2.0,
+    # User agents of automation, refused like the honeypot (a regular expression, any case).
+    "BOT_USER_AGENTS": (
+        r"HeadlessChrome|PhantomJS|Puppeteer|Playwright|Selenium|webdriver|Scrapy|"
+        r"python-requests|python-urllib|aiohttp|httpx|Go-http-client|libwww-perl|"
+        r"\bcurl/|\bWget/|HTTrack|\bbot\b|crawler|spider"
+    ),
+    # The tighter per-IP budget of a signup that proved nothing (no challenge solved: the
+    # plain HTML form, a page without script), on top of SIGNUP_RATE_LIMIT.
+    "UNVERIFIED_SIGNUP_RATE_LIMIT": "2 per minute;10 per hour",
     # Ask DNS whether the domain of a signup's address takes mail (MX, then A/AAAA); a
     # failure or a timeout marks the signup unchecked, never refuses it.
     "EMAIL_CHECK_DELIVERABILITY": False,

@@ -43,10 +43,13 @@ CONSENT_COLUMNS = ("form_text_version", "source_origin", "confirmation_evidence"
 # Then the reader: what the address checks found at signup (``subscribers.ADDRESS_FLAGS``,
 # space-separated, empty if none or if it predates them) and the reader's language.
 READER_COLUMNS = ("address_flags", "language")
-TAIL_COLUMNS = CONSENT_COLUMNS + READER_COLUMNS
+# Then where the signup came from (attribution.py): the page the form was on, the campaign
+# its utm_* parameters named, and what the signup proved (proof.py: proof, unverified).
+ATTRIBUTION_COLUMNS = ("page", "utm_source", "utm_medium", "utm_campaign", "verification")
+TAIL_COLUMNS = CONSENT_COLUMNS + READER_COLUMNS + ATTRIBUTION_COLUMNS
 COLUMNS = SPEC_COLUMNS + TAIL_COLUMNS
 # The sources of the app's own signups, each confirmed by the link of a mailed confirmation.
-OWN_SOURCES = ("form", "embed", "api")
+OWN_SOURCES = ("hosted", "plain", "iframe", "widget", "several", "api", "form", "embed")
 VERSION_LENGTH = 12
 STATUSES = ("confirmed", "pending", "unsubscribed", "all")
 FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
@@ -282,7 +285,27 @@ class _Reader:
 
     def tail(self, guarded: bool, empty: bool = True) -> list[sa.ColumnElement]:
         """Return the expressions of the columns after the link, as text (see ``cells()``)."""
-        return self.consent(guarded, empty) + self.reader(empty)
+        return self.consent(guarded, empty) + self.reader(empty) + self.attribution(guarded, empty)
+
+    def attribution(self, guarded: bool, empty: bool = True) -> list[sa.ColumnElement]:
+        """Return the expressions of the attribution columns, as text (see ``cells()``).
+
+        The page and the campaign came from the reader's browser: guarded like a name.
+        """
+
+        def text(value):
+            return _coalesced(value) if empty else value
+
+        def typed(value):
+            return _guarded(text(value), self.dialect) if guarded else text(value)
+
+        return [
+            typed(Subscription.page),
+            typed(Subscription.utm_source),
+            typed(Subscription.utm_medium),
+            typed(Subscription.utm_campaign),
+            text(Subscription.verification),
+        ]
 
     def reader(self, empty: bool = True) -> list[sa.ColumnElement]:
         """Return the expressions of the reader's columns, as text (see ``cells()``).

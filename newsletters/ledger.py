@@ -63,6 +63,10 @@ class Evidence:
     form_text: str | None = None
     # The scheme://host[:port] of the page the form was embedded in, when known.
     origin: str | None = None
+    # The page itself, its query cut to utm_* parameters (attribution.py), and what the
+    # signup proved about being made by a person (models.Verification).
+    page: str | None = None
+    verification: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,8 @@ def row_hash(row) -> str:
             get("text_digest"),
             get("detail"),
             get("evidence_digest"),
+            # Since migration 0015, and only when known: the rows before hash as they did.
+            *((get("page"), get("verification")) if get("page") or get("verification") else ()),
         ]
     )
 
@@ -153,6 +159,8 @@ def record(session: Session, entries: Iterable[Entry], *, new: bool | set[int] =
             "user_agent": evidence.user_agent,
             "source": evidence.source and str(evidence.source),
             "origin": evidence.origin,
+            "page": evidence.page,
+            "verification": evidence.verification,
             "text_digest": evidence.form_text and text_digest(evidence.form_text),
             "detail": entry.detail,
             "salt": salt,
@@ -206,6 +214,8 @@ def as_dict(row) -> dict:
         "user_agent": row.user_agent,
         "source": row.source,
         "origin": row.origin,
+        "page": row.page,
+        "verification": row.verification,
         "form_text_version": row.text_digest,
         "form_text": getattr(row, "form_text", None),
         "detail": row.detail,
@@ -226,6 +236,11 @@ def subscription_dict(subscription) -> dict:
         "status": str(subscription.status),
         "source": subscription.source,
         "origin": subscription.origin,
+        "page": subscription.page,
+        "utm_source": subscription.utm_source,
+        "utm_medium": subscription.utm_medium,
+        "utm_campaign": subscription.utm_campaign,
+        "verification": subscription.verification,
         "optin_at": instant(subscription.optin_at),
         "optin_ip": subscription.optin_ip,
         "optin_user_agent": subscription.optin_user_agent,

@@ -30,6 +30,8 @@ from flask import Flask, current_app, g, request
 from flask_babel import gettext
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from limits import parse_many
+from werkzeug.exceptions import TooManyRequests
 
 from . import editors
 
@@ -47,6 +49,10 @@ TOO_MANY_LOGINS = _("Too many login attempts from your network. Please wait a mi
 TOO_MANY_LOGINS_FOR_ACCOUNT = _(
     "Too many login attempts for this account, from wherever they came. "
     "Please wait a few minutes and try again."
+)
+TOO_MANY_UNVERIFIED = _(
+    "Too many signups from your network without the form's check. Please wait a few "
+    "minutes, or sign up from a page with JavaScript on."
 )
 TOO_MANY_API_REQUESTS = _(
     "Too many requests with this API key. Wait as Retry-After says, then retry."
@@ -146,6 +152,22 @@ def init_app(app: Flask) -> Limiter:
         # On teardown: Flask-Limiter may find its storage gone in its own after_request hook.
         app.teardown_request(StorageWatch(limiter, url).look)
     return limiter
+
+
+def spend_unverified() -> None:
+    """Spend the tighter per-IP budget of a signup that proved nothing (proof.py); 429 if spent.
+
+    Beside the signup budget that every entry point spends: a plain form keeps working, at
+    the pace of a person (UNVERIFIED_SIGNUP_RATE_LIMIT).
+    """
+    limiter: Limiter = current_app.extensions["newsletters.limiter"]
+    if not limiter.enabled:
+        return
+    ip = get_remote_address()
+    for item in parse_many(current_app.config["UNVERIFIED_SIGNUP_RATE_LIMIT"]):
+        # limiter.limiter: the storage's strategy, or the in-memory fallback's while it is away.
+        if not limiter.limiter.hit(item, "unverified-signup", ip):
+            raise TooManyRequests(translated(TOO_MANY_UNVERIFIED)(), retry_after=item.get_expiry())
 
 
 def translated(text: str) -> Callable[[], str]:

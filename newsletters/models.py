@@ -1,7 +1,7 @@
 """The domain: newsletters, subscribers, their subscriptions, tokens, consent and the outbox."""
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -49,14 +49,33 @@ class Status(enum.StrEnum):
 
 
 class Source(enum.StrEnum):
-    FORM = "form"
-    EMBED = "embed"
+    """Which form a signup came through (attribution.py); the funnel counts by it."""
+
+    HOSTED = "hosted"  # the product's own page of a newsletter, or the index's form for it
+    PLAIN = "plain"  # the plain HTML form pasted into another site (or one written by hand)
+    IFRAME = "iframe"
+    WIDGET = "widget"
+    SEVERAL = "several"  # one form, several newsletters (the index's, or a widget's)
     API = "api"
     IMPORT = "import"
+    # Before 2026-12: "form" was the hosted page, the plain form and the widget alike, and
+    # "embed" the iframe. Rows keep what they were given.
+    FORM = "form"
+    EMBED = "embed"
+
+
+class Verification(enum.StrEnum):
+    """What a browser signup proved about being made by a person (proof.py)."""
+
+    PROOF = "proof"  # a solved proof-of-work challenge, spent once
+    UNVERIFIED = "unverified"  # no challenge at all: the plain form, a page without script
 
 
 # The longest source an imported file may give a subscription (see Subscription.source).
 SOURCE_MAX_LENGTH = 64
+# The longest page URL and UTM value a signup keeps (longer ones are cut: attribution.py).
+PAGE_MAX_LENGTH = 1000
+UTM_MAX_LENGTH = 200
 
 
 class TokenPurpose(enum.StrEnum):
@@ -272,6 +291,15 @@ class Subscription(Base):
     language: Mapped[str | None] = mapped_column(sa.String(8))
     # What the address check found (address_checks.FLAGS), space-separated: "disposable role".
     address_flags: Mapped[str | None] = mapped_column(sa.String(64))
+    # Where the signup came from (attribution.py): the page the form was on (its query cut to
+    # utm_* parameters) and the campaign those name; and what it proved (Verification).
+    page: Mapped[str | None] = mapped_column(sa.String(PAGE_MAX_LENGTH))
+    utm_source: Mapped[str | None] = mapped_column(sa.String(UTM_MAX_LENGTH))
+    utm_medium: Mapped[str | None] = mapped_column(sa.String(UTM_MAX_LENGTH))
+    utm_campaign: Mapped[str | None] = mapped_column(sa.String(UTM_MAX_LENGTH))
+    verification: Mapped[str | None] = mapped_column(sa.String(16))
+    # When the mail server took the signup's confirmation mail (the funnel's third step).
+    mail_accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confirm_ip: Mapped[str | None] = mapped_column(sa.String(45))
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -317,7 +345,44 @@ class SignupRequest(Base):
     origin: Mapped[str | None] = mapped_column(sa.String(255))
     language: Mapped[str | None] = mapped_column(sa.String(8))
     address_flags: Mapped[str | None] = mapped_column(sa.String(64))
+    page: Mapped[str | None] = mapped_column(sa.String(PAGE_MAX_LENGTH))
+    utm_source: Mapped[str | None] = mapped_column(sa.String(UTM_MAX_LENGTH))
+    utm_medium: Mapped[str | None] = mapped_column(sa.String(UTM_MAX_LENGTH))
+    utm_campaign: Mapped[str | None] = mapped_column(sa.String(UTM_MAX_LENGTH))
+    verification: Mapped[str | None] = mapped_column(sa.String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DailyCount(Base):
+    """A count per day, newsletter, form and page: views of a form, signups a defence stopped.
+
+    Nothing about a visitor: no address, no cookie, no identifier; counters.py adds to it in
+    batches (``metric``: "view", or "stopped:<defence>").
+    """
+
+    __tablename__ = "daily_count"
+
+    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    newsletter_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("newsletter.id", ondelete="CASCADE"), primary_key=True
+    )
+    metric: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    form: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    # The page's URL as attribution.py keeps it; "" when unknown (a key has no NULLs).
+    page: Mapped[str] = mapped_column(sa.String(PAGE_MAX_LENGTH), primary_key=True)
+    count: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+
+
+class SpentChallenge(Base):
+    """A proof-of-work challenge already used for a signup: refused if it comes again.
+
+    Kept until it would have expired anyway (proof.py); one table for every worker.
+    """
+
+    __tablename__ = "spent_challenge"
+
+    signature: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class LinkRequest(Base):
@@ -402,6 +467,9 @@ class ConsentEvent(Base):
     user_agent: Mapped[str | None] = mapped_column(sa.String(512))
     source: Mapped[str | None] = mapped_column(sa.String(64))
     origin: Mapped[str | None] = mapped_column(sa.String(255))
+    # The page the form was on (attribution.py) and what the signup proved (Verification).
+    page: Mapped[str | None] = mapped_column(sa.String(PAGE_MAX_LENGTH))
+    verification: Mapped[str | None] = mapped_column(sa.String(16))
     # The form text shown (consent_text.digest), the form's version.
     text_digest: Mapped[str | None] = mapped_column(sa.String(64))
     detail: Mapped[str | None] = mapped_column(sa.Text)

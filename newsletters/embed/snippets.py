@@ -34,7 +34,10 @@ def snippets(newsletter: Newsletter) -> dict[str, str]:
         "iframe": (
             f'<link rel="stylesheet" href="{stylesheet}">\n'
             f'<iframe src="{frame}" title="{escape(title)}" class="nl-frame"'
-            ' width="480" height="190" loading="lazy"></iframe>'
+            ' width="480" height="190" loading="lazy"'
+            # The article's URL reaches the frame as its Referer, not only its origin: the
+            # signup's page (attribution.py keeps its path and utm_* parameters only).
+            ' referrerpolicy="no-referrer-when-downgrade"></iframe>'
         ),
         "widget": f'<script src="{widget}"></script>',
     }

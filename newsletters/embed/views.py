@@ -5,7 +5,7 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import catalogue, db, headers, i18n, limits
+from .. import attribution, catalogue, counters, db, headers, i18n, limits
 from ..links import external_url
 from ..models import DEFAULT_TEXTS, Newsletter, Source
 from ..subscriptions.entry import take_signup
@@ -38,6 +38,7 @@ def newsletter_frame_ancestors() -> str | None:
 def frame(slug):
     """Show the form alone, compact, for an iframe on an allowed origin."""
     newsletter = newsletter_or_404(slug)
+    counters.view([newsletter.id], Source.IFRAME, attribution.page_of(request.args.get("page")))
     return _frame_response(newsletter, form=None, done=False)
 
 
@@ -47,7 +48,7 @@ def frame(slug):
 def frame_subscribe(slug):
     """Take a signup from the iframe and answer inline, in the iframe."""
     newsletter = newsletter_or_404(slug)
-    form = take_signup([newsletter], Source.EMBED)
+    form = take_signup([newsletter], Source.IFRAME)
     return _frame_response(newsletter, form=form, done=not form.errors)
 
 
@@ -67,6 +68,10 @@ def widget(slug):
         "name": newsletter.name,
         "action": external_url("subscriptions.subscribe", slug=newsletter.slug),
         "multiAction": external_url("subscriptions.subscribe_many"),
+        # Where the widget gets its proof-of-work challenge (proof.py), and the solver.
+        "challenge": external_url("subscriptions.challenge", slug=newsletter.slug),
+        "challengeMany": external_url("subscriptions.challenge_many"),
+        "solver": external_url("static", filename="proof-worker.js"),
         "stylesheet": external_url("static", filename="widget.css"),
         "language": newsletter.language,
         "asked": i18n.supported(request.args.get("lang")),

@@ -229,6 +229,29 @@ def mark_all_sent(session: Session, ids: list[int]) -> None:
         session.execute(_statements(_dialect(session)).sent, {"ids": list(ids), "now": utcnow()})
 
 
+def note_confirmations_accepted(session: Session, token_ids: list[int]) -> None:
+    """Record that the mail server took the confirmation mails of these tokens (the funnel).
+
+    The first time only: a reminder or a resent mail does not move a signup's step.
+    """
+    ids = [i for i in token_ids if isinstance(i, int)]
+    if not ids:
+        return
+    subscriptions = Subscription.__table__
+    session.execute(
+        sa.update(subscriptions)
+        .where(
+            subscriptions.c.id.in_(
+                sa.select(token_subscription.c.subscription_id).where(
+                    token_subscription.c.token_id.in_(ids)
+                )
+            ),
+            subscriptions.c.mail_accepted_at.is_(None),
+        )
+        .values(mail_accepted_at=utcnow())
+    )
+
+
 @dataclass(frozen=True)
 class Failure:
     """What a failed attempt at one message leaves: its next state and why (see ``failure``)."""

@@ -21,7 +21,7 @@ from jinja2 import TemplateError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from .. import db, reader_mails
-from ..models import OutboxMessage, OutboxState
+from ..models import OutboxKind, OutboxMessage, OutboxState
 from ..subscriptions import links, processing
 from ..webhooks import delivery as webhook_delivery
 from . import outbox, transports
@@ -213,6 +213,8 @@ class _Batch:
         self.renew_at = claim.claimed_at + self.half_lease
         self.checkpoint_at = time.monotonic() + CHECKPOINT_SECONDS
         self.sent: list[int] = []
+        # The confirmation tokens of the mails sent: their signups reached the mail server.
+        self.confirmations_sent: list[int] = []
         self.reported: list[str] = []
         self.failures: list[outbox.Failure] = []
         self.refused: list[tuple[str, int, str]] = []
@@ -297,6 +299,8 @@ class _Batch:
                 return False
             return True
         self.sent.append(message.id)
+        if message.kind == OutboxKind.CONFIRM and isinstance(message.payload, dict):
+            self.confirmations_sent.append(message.payload.get("token_id"))
         self.outcome["sent"] += 1
         self.delivery.streak += 1
         self.delivery.temporary_in_a_row = 0
@@ -322,12 +326,14 @@ class _Batch:
             self.report("\n".join(self.reported))
             self.reported = []
         outbox.mark_all_sent(session, self.sent)
+        outbox.note_confirmations_accepted(session, self.confirmations_sent)
         outbox.mark_all_failed(session, self.failures, self.held_until)
         outbox.suppress_all(session, self.refused)
         if self.sent and not self.delivery.worked:
             outbox.transport_worked(session, self.delivery.transport.describe())
             self.delivery.worked = True
         self.sent, self.failures, self.refused = [], [], []
+        self.confirmations_sent = []
 
     def _checkpoint(self, renew: bool) -> None:
         """Record what the batch did so far, and renew the lease of the rest: one transaction."""

@@ -7,19 +7,31 @@ and commits, so the entry points differ only in how they answer.
 import ipaddress
 import json
 
-from flask import request
+from flask import request, url_for
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
-from .. import db, i18n, negotiation, wakeup
+from .. import attribution, counters, db, i18n, limits, negotiation, proof, wakeup
 from ..embed import origins
-from ..models import Newsletter, Source
+from ..models import Newsletter, Source, Verification
 from ..text import has_lone_surrogate
 from . import services
 from .forms import SignupForm
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-STRING_FIELDS = ("email", "name", "website", "return_url", "accept_as_typed", "lang")
+STRING_FIELDS = (
+    "email",
+    "name",
+    "website",
+    "return_url",
+    "accept_as_typed",
+    "lang",
+    # Where it came from (attribution.py) and what it proves (proof.py).
+    "page",
+    "form",
+    "rendered",
+    "altcha",
+)
 JSON_EXAMPLE = 'Send {"email": "you@example.com"}.'
 # The longest text form of an IP address (IPv4-mapped IPv6); the column holds no more.
 MAX_IP_LENGTH = 45
@@ -32,15 +44,22 @@ def take_signup(newsletters: list[Newsletter], source: Source) -> SignupForm:
     A page that may not use these newsletters' forms is refused first (403), whichever
     entry point it posted to. The answer speaks the reader's language (the body's ``lang``,
     see ``i18n``), which is kept for their mails. An address that looks like a typo is
-    refused with the likely one (``form.suggestion``) unless it comes back as typed. A filled
-    honeypot field (``website``, hidden from people) gets the same answer as a real signup
-    and stores nothing: a bot learns nothing from trying again. Otherwise one row is stored
-    for the worker (``services.signup``).
+    refused with the likely one (``form.suggestion``) unless it comes back as typed.
+    ``source`` is the form's kind; a post to the plain or the several-at-once route may name
+    its own (``form``: the hosted page's, the widget's). What the post proves about being a
+    person's (``proof.judge``) decides the rest: a bot gets the same answer as a real signup
+    and stores nothing, so it learns nothing from trying again; a signup that proves nothing
+    spends the tighter unverified budget; otherwise one row is stored for the worker
+    (``services.signup``), with where it came from (``attribution``).
     """
     origins.check(newsletters)
     payload = signup_payload()
     i18n.choose_again(payload.get("lang"))
     form = SignupForm(formdata=payload, meta={"csrf": False})
+    if source in (Source.PLAIN, Source.SEVERAL):
+        source = attribution.form_of(payload, source)
+    page = attribution.page_of(payload.get("page"))
+    verdict = proof.judge(payload, newsletters, client_user_agent())
     try:
         checked = services.check_signup(
             form.email.data, form.name.data, newsletters, accept_typo=form.accepts_typo()
@@ -50,19 +69,61 @@ def take_signup(newsletters: list[Newsletter], source: Source) -> SignupForm:
         form.suggestion = exc.suggestion
         form.refusal = exc.message if exc.suggestion or exc.policy else None
         return form
-    if form.website.data:
+    ids = [n.id for n in newsletters]
+    if verdict.stopped:
+        counters.stopped(ids, verdict.stopped, source, page)
+        return form
+    if verdict.verification == Verification.UNVERIFIED:
+        limits.spend_unverified()
+    session = db.session()
+    if not proof.spend(session, verdict):
+        session.rollback()
+        counters.stopped(ids, proof.Defence.REPLAY, source, page)
         return form
     services.signup(
-        db.session(),
+        session,
         newsletters,
         checked,
         None,
-        evidence(source, newsletters),
+        evidence(source, newsletters, page, verdict.verification),
         language=i18n.current_language(),
     )
-    db.session().commit()
+    session.commit()
     wakeup.notify()
     return form
+
+
+def form_guard(newsletters: list[Newsletter] | Newsletter, kind: str) -> dict[str, str]:
+    """Return the hidden fields of a browser's signup form, and where it gets its challenge.
+
+    ``form`` and ``page`` say where a signup comes from (attribution.py); ``rendered`` is the
+    signed time the form was shown, ``challenge`` the URL of its proof-of-work challenge
+    (proof.py), solved by static/proof.js. A form shown again after a refusal keeps what
+    was posted: its render time (a reader pressing Subscribe again at once is no bot) and
+    its page.
+    """
+    if isinstance(newsletters, Newsletter):
+        newsletters = [newsletters]
+    posted = signup_payload() if request.method == "POST" else MultiDict()
+    if kind == Source.IFRAME:
+        page = attribution.page_of(request.args.get("page"))
+    else:
+        page = attribution.this_page()
+    if len(newsletters) == 1:
+        challenge = url_for("subscriptions.challenge", slug=newsletters[0].slug)
+    else:
+        challenge = url_for(
+            "subscriptions.challenge_many", newsletter=[n.slug for n in newsletters]
+        )
+    return {
+        "form": posted.get("form") or str(kind),
+        "page": attribution.clean_page(posted.get("page")) or page or "",
+        # Shown again after a refusal: the first showing's time, or none if it had none (a
+        # reader may press "Use …" at once, and is no faster than a person then).
+        "rendered": posted.get("rendered", "") if posted else proof.rendered(newsletters),
+        "altcha": posted.get("altcha") or "",
+        "challenge": f"{challenge}{'&' if '?' in challenge else '?'}form={kind}",
+    }
 
 
 def signup_payload() -> MultiDict:
@@ -133,7 +194,12 @@ def _text(key: str, value: str) -> str:
     return value
 
 
-def evidence(source: Source, newsletters: list[Newsletter]) -> services.Evidence:
+def evidence(
+    source: Source,
+    newsletters: list[Newsletter],
+    page: str | None = None,
+    verification: str | None = None,
+) -> services.Evidence:
     """Return the consent evidence of the current request: who, from where, seeing what."""
     shown = "; ".join(
         f"{n.name}: {n.text('placeholder')} [{n.text('button')}]" for n in newsletters
@@ -144,6 +210,8 @@ def evidence(source: Source, newsletters: list[Newsletter]) -> services.Evidence
         source=source,
         form_text=shown,
         origin=page_origin(),
+        page=page,
+        verification=verification and str(verification),
     )
 
 

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import Session
 
-from .. import ledger, tokens
+from .. import attribution, ledger, tokens
 from ..db import insert_ignoring, utcnow
 from ..ledger import Action, Evidence
 from ..models import (
@@ -59,6 +59,12 @@ class Request:
     # The reader's language (i18n) and what the address check found (address_checks.FLAGS).
     language: str | None = None
     address_flags: str | None = None
+    # Where it came from (attribution.py) and what it proved (models.Verification).
+    page: str | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    verification: str | None = None
 
     @classmethod
     def of(
@@ -70,8 +76,14 @@ class Request:
         language: str | None = None,
         address_flags: str | None = None,
     ) -> "Request":
-        """Return the request of a signup accepted now."""
+        """Return the request of a signup accepted now; its campaign is read from its page."""
+        campaign = attribution.campaign(evidence.page)
         return cls(
+            page=evidence.page,
+            utm_source=campaign.source,
+            utm_medium=campaign.medium,
+            utm_campaign=campaign.campaign,
+            verification=evidence.verification,
             language=language,
             address_flags=address_flags,
             email=email,
@@ -108,6 +120,11 @@ def accept(session: Session, request: Request) -> None:
             "origin": request.origin,
             "language": request.language,
             "address_flags": request.address_flags,
+            "page": request.page,
+            "utm_source": request.utm_source,
+            "utm_medium": request.utm_medium,
+            "utm_campaign": request.utm_campaign,
+            "verification": request.verification,
             "created_at": request.created_at,
         },
     )
@@ -292,6 +309,12 @@ class _Batch:
             origin=request.origin,
             language=request.language,
             address_flags=request.address_flags,
+            page=request.page,
+            utm_source=request.utm_source,
+            utm_medium=request.utm_medium,
+            utm_campaign=request.utm_campaign,
+            verification=request.verification,
+            mail_accepted_at=None,
             unsubscribed_at=None,
             # A confirmation before an unsubscription is history (kept in the consent
             # events): left here, a pending row would carry a consent since withdrawn.
@@ -409,6 +432,8 @@ class _Batch:
                         source=request.source,
                         form_text=request.form_text,
                         origin=request.origin,
+                        page=request.page,
+                        verification=request.verification,
                     ),
                     at=request.created_at,
                 )

@@ -6,16 +6,18 @@ from flask_babel import gettext as _
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import BadRequest
 
-from .. import catalogue, db, headers, i18n, limits
+from .. import attribution, catalogue, counters, db, headers, i18n, limits, proof
 from ..embed import origins
 from ..i18n import default_text
 from ..models import Newsletter, Source, Status
 from ..negotiation import wants_json
 from . import services
-from .entry import client_ip, client_user_agent, signup_payload, take_signup
+from .entry import client_ip, client_user_agent, form_guard, signup_payload, take_signup
 from .forms import SignupForm, ticked_newsletters
 
 bp = Blueprint("subscriptions", __name__)
+# The hidden fields of a browser's form: where it came from, and its bot defence.
+bp.add_app_template_global(form_guard, "signup_guard")
 
 MAX_NEWSLETTERS_PER_SIGNUP = 50
 
@@ -28,10 +30,46 @@ def index():
 
 @bp.get("/n/<slug>")
 def hosted(slug):
-    """Show the hosted signup page of one newsletter."""
-    return render_template(
-        "subscriptions/hosted.html", newsletter=newsletter_or_404(slug), form=SignupForm()
-    )
+    """Show the hosted signup page of one newsletter (a view of its form, counted)."""
+    newsletter = newsletter_or_404(slug)
+    counters.view([newsletter.id], Source.HOSTED, attribution.this_page())
+    return render_template("subscriptions/hosted.html", newsletter=newsletter, form=SignupForm())
+
+
+@bp.get("/n/<slug>/challenge")
+@origins.readable_cross_origin
+def challenge(slug):
+    """Hand a form of this newsletter a proof-of-work challenge and its render time (proof.py).
+
+    The widget asks for it when it renders, so this counts the widget's views (``form`` and
+    ``page`` say which); the hosted page and the iframe count theirs when they render.
+    """
+    return _challenge([newsletter_or_404(slug)])
+
+
+@bp.get("/challenge")
+@origins.readable_cross_origin
+def challenge_many():
+    """Hand a form of several newsletters (repeated ``newsletter``) its challenge."""
+    slugs = list(dict.fromkeys(request.args.getlist("newsletter")))
+    if not slugs:
+        raise BadRequest(_("Choose at least one newsletter."))
+    known = catalogue.published().by_slug
+    if len(slugs) > MAX_NEWSLETTERS_PER_SIGNUP or not all(s in known for s in slugs):
+        abort(404, description=_("There is no newsletter called %(slug)r.", slug=slugs[0]))
+    g.signup_newsletters = newsletters = list({known[s].id: known[s] for s in slugs}.values())
+    return _challenge(newsletters)
+
+
+def _challenge(newsletters: list[Newsletter]):
+    origins.check(newsletters)
+    form = request.args.get("form")
+    if form == Source.WIDGET:
+        page = attribution.page_of(request.args.get("page"))
+        counters.view([n.id for n in newsletters], Source.WIDGET, page)
+    response = jsonify(challenge=proof.challenge(newsletters), rendered=proof.rendered(newsletters))
+    response.cache_control.no_store = True
+    return response
 
 
 @bp.post("/n/<slug>/subscribe")
@@ -40,7 +78,7 @@ def hosted(slug):
 def subscribe(slug):
     """Take a signup to one newsletter from a form (plain, cross-origin) or a JSON request."""
     newsletter = newsletter_or_404(slug)
-    form = take_signup([newsletter], Source.FORM)
+    form = take_signup([newsletter], Source.PLAIN)
     if form.errors:
         if wants_json():
             return _invalid_json(form, newsletter.text("invalid_email"))
@@ -64,7 +102,7 @@ def subscribe_many():
             raise
         # None ticked, or too many: the form again, with what the reader typed.
         return _index(several=_several(signup_payload(), exc.description), status=400)
-    form = take_signup(newsletters, Source.FORM)
+    form = take_signup(newsletters, Source.SEVERAL)
     if form.errors:
         if wants_json():
             return _invalid_json(form, default_text("invalid_email"))
@@ -273,6 +311,10 @@ def _chosen_newsletters() -> list[Newsletter]:
 
 
 def _index(several: dict | None = None, status: int = 200):
+    if several is None:
+        page = attribution.this_page()
+        for newsletter in catalogue.published().public:
+            counters.view([newsletter.id], Source.HOSTED, page)
     page = render_template(
         "subscriptions/index.html",
         newsletters=catalogue.published().public,

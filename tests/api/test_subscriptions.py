@@ -55,6 +55,7 @@ def test_status_filters_and_the_fields_are_the_exports(app, client, session, key
     assert set(subscription) == {
         "id", "email", "name", "status", "optin_at", "optin_ip", "confirmed_at", "confirm_ip",
         "unsubscribed_at", "source", "unsubscribe_url", "address_flags", "language",
+        "page", "utm_source", "utm_medium", "utm_campaign", "verification",
     }  # fmt: skip
     assert subscription["confirmed_at"].endswith("Z")
     assert subscription["unsubscribed_at"] is None
@@ -141,6 +142,7 @@ def test_the_export_streams_json_lines_and_is_recorded_as_the_keys_editors(
         "unsubscribed_at", "source", "unsubscribe_url",
         "form_text_version", "source_origin", "confirmation_evidence",
         "address_flags", "language",
+        "page", "utm_source", "utm_medium", "utm_campaign", "verification",
     ]  # fmt: skip
     everyone = client.get("/api/v1/newsletters/briefing/export?status=all", headers=bearer(key))
     assert len(everyone.get_data(as_text=True).splitlines()) == 2

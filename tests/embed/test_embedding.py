@@ -62,7 +62,7 @@ def test_iframe_signup_answers_inline_with_success_or_error(client, newsletter, 
     assert "Successfully subscribed" in page
     assert "We&#39;ve sent you a confirmation email." in page
     [subscription] = session.scalars(sa.select(Subscription)).all()
-    assert str(subscription.source) == "embed"
+    assert str(subscription.source) == "iframe"
 
 
 def test_widget_script_carries_the_texts_and_posts_to_base_url(client, newsletter):

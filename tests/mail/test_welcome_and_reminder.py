@@ -110,7 +110,7 @@ def test_welcome_mail_after_confirmation_carries_the_receipt_and_a_preferences_l
     assert f"Signed up: {subscription.optin_at:%Y-%m-%dT%H:%M:%SZ}" in text
     assert f"Confirmed: {subscription.confirmed_at:%Y-%m-%dT%H:%M:%SZ}" in text
     assert f"Form text version: {subscription.text_digest[:12]}" in text
-    assert "Source: form" in text
+    assert "Source: plain" in text
     [link] = PREFERENCES_LINK.findall(text)
     assert f'href="{link}"' in html
     # Nothing the signer typed: not the name, nor the address in the text.

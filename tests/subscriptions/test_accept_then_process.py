@@ -47,7 +47,11 @@ def test_the_request_stores_the_signup_and_the_worker_makes_the_subscription(
     )
     assert response.status_code == 303
     [request] = session.scalars(sa.select(SignupRequest)).all()
-    assert (request.email, request.name, request.source) == ("reader@example.com", "Reader", "form")
+    assert (request.email, request.name, request.source) == (
+        "reader@example.com",
+        "Reader",
+        "plain",
+    )
     assert count(session, Subscription) == 0 and count(session, OutboxMessage) == 0
     assert process(app) == 1
     subscription = session.scalars(sa.select(Subscription)).one()

@@ -97,7 +97,7 @@ def test_opening_the_confirm_link_shows_a_button_and_changes_nothing(
     assert pending.status == Status.PENDING
     assert pending.confirmed_at is None and pending.confirm_ip is None
     assert token_uses(session) == [None, None]
-    assert events(session) == [(Status.PENDING, "form")]
+    assert events(session) == [(Status.PENDING, "plain")]
 
 
 def test_posting_the_confirm_link_confirms_with_its_evidence(app, client, newsletter, session):
@@ -179,7 +179,7 @@ def test_an_expired_confirm_link_answers_410_and_confirms_nothing(app, client, n
         assert 'href="/n/briefing">Sign up again to Morning Briefing</a>' in page
     assert subscription(session).status == Status.PENDING
     assert token_uses(session) == [None, None]
-    assert events(session) == [(Status.PENDING, "form")]
+    assert events(session) == [(Status.PENDING, "plain")]
 
 
 def forgeries(secret: str) -> list[str]:
@@ -208,7 +208,7 @@ def test_forged_truncated_and_oversized_links_answer_404_and_change_nothing(
             assert leave.status_code == 404, forged
             assert "This unsubscribe link is not valid." in leave.get_data(as_text=True)
     assert subscription(session).status == Status.PENDING
-    assert events(session) == [(Status.PENDING, "form")]
+    assert events(session) == [(Status.PENDING, "plain")]
 
 
 def test_a_link_works_only_for_its_own_purpose(app, client, newsletter, session):

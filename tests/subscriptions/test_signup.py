@@ -212,7 +212,7 @@ def test_consent_evidence_is_stored_with_the_subscription(client, newsletter, se
     [subscription] = subscriptions(session)
     assert subscription.optin_ip == "203.0.113.7"
     assert subscription.optin_user_agent == "Browser/1.0"
-    assert str(subscription.source) == "form"
+    assert str(subscription.source) == "plain"
     assert "Enter your email to subscribe" in subscription.form_text
     assert subscription.optin_at is not None
     assert subscription.name == "Ada"
