@@ -239,8 +239,10 @@ def spend(session: Session, verdict: Verdict) -> bool:
     """
     if verdict.spend is None:
         return True
-    result = session.execute(
-        insert_ignoring(session, SPENT, ["signature"]),
+    # RETURNING tells whether the row went in: a rowcount is not reliable here (-1 through
+    # psycopg for an INSERT … ON CONFLICT DO NOTHING).
+    inserted = session.execute(
+        insert_ignoring(session, SPENT, ["signature"]).returning(SPENT.c.signature),
         {"signature": verdict.spend, "expires_at": verdict.spend_until},
-    )
-    return result.rowcount == 1
+    ).first()
+    return inserted is not None

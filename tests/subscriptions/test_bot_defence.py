@@ -324,3 +324,45 @@ def test_a_flood_from_many_networks_through_every_route_stays_within_the_mail_bu
     assert mails == 3
     subscriber = session.scalar(sa.select(Subscriber).where(Subscriber.email == victim))
     assert subscriber.mails_in_window == 3
+
+
+@quick
+def test_one_solution_sent_many_times_at_once_signs_up_once(
+    app, client, newsletter, session, settings
+):
+    """Requests racing with one solution, on two apps (workers) of one database: one wins."""
+    import threading
+    import urllib.parse
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    from werkzeug.serving import make_server
+
+    answer = get_challenge(client)
+    body = {"rendered": answer["rendered"], "altcha": solved(answer)}
+    other = create_app(settings)
+    servers = [make_server("127.0.0.1", 0, each, threaded=True) for each in (app, other)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def post(n: int) -> int:
+        port = servers[n % 2].server_port
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/n/briefing/subscribe",
+            data=urllib.parse.urlencode(body | {"email": f"racer{n}@example.com"}).encode(),
+            headers={"User-Agent": BROWSER, "Accept": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(post, range(16)))
+    finally:
+        for server in servers:
+            server.shutdown()
+        with other.app_context():
+            db.engine().dispose()
+    assert statuses == [200] * 16
+    assert len(stored(session)) == 1
+    assert stops(session) == {"replay": 15}
