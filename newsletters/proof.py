@@ -35,6 +35,7 @@ from flask import current_app, request
 from itsdangerous import BadSignature, TimestampSigner
 from sqlalchemy.orm import Session
 
+from . import db
 from .db import insert_ignoring, utcnow
 from .embed import origins
 from .models import Newsletter, SignupRequest, SpentChallenge, Subscription, Verification
@@ -119,21 +120,22 @@ def rendered(newsletters: list[Newsletter]) -> str:
 def difficulty(newsletters: list[Newsletter]) -> int:
     """Return the challenge's range: wider as these newsletters' recent signups run faster."""
     config = current_app.config
-    rate = _signup_rate(
-        tuple(sorted(n.id for n in newsletters)), int(time.monotonic() // RATE_CACHE_SECONDS)
-    )
+    rate = _signup_rate(tuple(sorted(n.id for n in newsletters)))
     factor = max(1.0, rate / config["POW_NORMAL_SIGNUPS_PER_MINUTE"])
     return int(min(config["POW_MAX_NUMBER"], config["POW_MIN_NUMBER"] * factor))
 
 
-def _signup_rate(newsletter_ids: tuple[int, ...], _slot: int) -> float:
-    """Return the signups per minute to these newsletters over the last POW_WINDOW_MINUTES."""
-    from . import db
+def _signup_rate(newsletter_ids: tuple[int, ...]) -> float:
+    """Return the signups per minute to these newsletters over the last POW_WINDOW_MINUTES.
 
+    Read at most every RATE_CACHE_SECONDS per process and set of newsletters: a flood of
+    challenge requests costs the database one count each few seconds.
+    """
     cache = current_app.extensions.setdefault("newsletters.signup_rate", {})
-    key = (newsletter_ids, _slot)
-    if key in cache:
-        return cache[key]
+    now = time.monotonic()
+    known = cache.get(newsletter_ids)
+    if known is not None and now - known[0] < RATE_CACHE_SECONDS:
+        return known[1]
     minutes = current_app.config["POW_WINDOW_MINUTES"]
     since = utcnow() - timedelta(minutes=minutes)
     session = db.session()
@@ -149,8 +151,10 @@ def _signup_rate(newsletter_ids: tuple[int, ...], _slot: int) -> float:
         .select_from(SignupRequest)
         .where(SignupRequest.created_at >= since)
     )
-    cache.clear()
-    cache[key] = rate = (processed + waiting) / minutes
+    if len(cache) > 1000:  # sets of newsletters a page may ask for: keep the memory bounded
+        cache.clear()
+    rate = (processed + waiting) / minutes
+    cache[newsletter_ids] = (now, rate)
     return rate
 
 
