@@ -6,13 +6,15 @@ the salt ends in a delimiter, so a number cannot be spliced into its parameters)
 its newsletters, the page's origin and an expiry, and solves it in a Web Worker while the
 reader types (static/proof.js). ``judge`` reads what a signup carries:
 
-- a filled honeypot, an automation user agent, a forged or too-quick render time, or a
-  challenge that is spliced, forged, bound elsewhere or already spent: a bot. It gets the
+- a filled honeypot, an automation user agent, a forged render time, a too-quick one with no
+  solved challenge, or a challenge that is spliced, forged, bound elsewhere or already
+  spent: a bot. It gets the
   normal answer, nothing is stored or mailed, and counters.py counts the defence that
   stopped it;
-- no challenge at all (SPEC's plain form pasted years ago, a page without script), or one
-  that expired while the page stood open: unverified. The signup works, under the tighter
-  UNVERIFIED_SIGNUP_RATE_LIMIT, and is marked so;
+- no challenge at all (SPEC's plain form pasted years ago, a page without script), one that
+  expired while the page stood open, or a solved one sent back quicker than a person types
+  (autofill): unverified. The signup works, under the tighter UNVERIFIED_SIGNUP_RATE_LIMIT,
+  and is marked so;
 - a solved challenge, spent now (``spend``, in the signup's own transaction, in the
   database every worker shares): proof.
 
@@ -170,6 +172,7 @@ def judge(payload, newsletters: list[Newsletter], user_agent: str | None) -> Ver
         return Verdict(None, Defence.HONEYPOT)
     if user_agent and _automation(config["BOT_USER_AGENTS"]).search(user_agent):
         return Verdict(None, Defence.AUTOMATION)
+    too_fast = False
     stamp = payload.get("rendered")
     if stamp:
         try:
@@ -178,12 +181,20 @@ def judge(payload, newsletters: list[Newsletter], user_agent: str | None) -> Ver
             return Verdict(None, Defence.FORGED)
         if not _covers(bound, newsletters):
             return Verdict(None, Defence.FORGED)
-        if time.time() - at < config["FORM_MIN_FILL_SECONDS"]:
-            return Verdict(None, Defence.TOO_FAST)
+        too_fast = time.time() - at < config["FORM_MIN_FILL_SECONDS"]
     solution = payload.get("altcha")
     if not solution:
-        return Verdict(Verification.UNVERIFIED)
-    return _judge_solution(solution, newsletters)
+        return Verdict(None, Defence.TOO_FAST) if too_fast else Verdict(Verification.UNVERIFIED)
+    verdict = _judge_solution(solution, newsletters)
+    if too_fast and verdict.verification == Verification.PROOF:
+        # Quicker than typing, but the browser did the work: a reader's autofill, perhaps.
+        # Taken as unverified (the tighter limit), the solution spent all the same.
+        return Verdict(
+            Verification.UNVERIFIED, spend=verdict.spend, spend_until=verdict.spend_until
+        )
+    if too_fast and verdict.stopped is None:
+        return Verdict(None, Defence.TOO_FAST)
+    return verdict
 
 
 def _unsign(stamp: str) -> tuple[str, float]:

@@ -8,7 +8,8 @@
  * Style it from the host page: every element has an nl-widget__* class; the default styles
  * (widget.css) use :where() so that any selector of the host page wins. A host page with a
  * Content-Security-Policy names this product's origin in script-src, connect-src and
- * style-src. */
+ * style-src, and blob: in worker-src: without that the widget still works, solving its
+ * challenge on the page's own thread, and the browser reports the refused worker once. */
 (function () {
   "use strict";
   var settings = {{ settings|tojson }};
@@ -140,6 +141,26 @@
   var keep = el("input", "", { type: "hidden", name: "accept_as_typed", value: "" });
   form.appendChild(lang);
   form.appendChild(keep);
+  // Where the form is, when it was shown, and its proof of work (see "Bot defence" below).
+  function hidden(name, value) {
+    var node = el("input", "", { type: "hidden", name: name, value: value });
+    form.appendChild(node);
+    return node;
+  }
+  // The page this form is on, as the server keeps it (attribution.py): its path and its
+  // utm_* parameters, nothing else of its query, no fragment. Cut here already, so the rest
+  // of the article's URL never leaves the reader's browser.
+  var pageUrl = (function () {
+    var kept = [];
+    (location.search || "").replace(/^\?/, "").split("&").forEach(function (pair) {
+      if (/^utm_/i.test(pair)) { kept.push(pair); }
+    });
+    return location.origin + location.pathname + (kept.length ? "?" + kept.join("&") : "");
+  })();
+  hidden("form", "widget");
+  hidden("page", pageUrl);
+  var rendered = hidden("rendered", "");
+  var altcha = hidden("altcha", "");
 
   var message = el("p", "nl-widget__message", { id: uid + "-message", role: "status", "aria-live": "polite" });
   var fix = el("button", "nl-widget__suggestion", { type: "button" });
@@ -192,6 +213,143 @@
     message.focus();
   }
 
+  // Bot defence (the server's newsletters/proof.py): as the widget renders it asks for a
+  // proof-of-work challenge (which also counts this view of the form) and solves it while the
+  // reader types; a submit waits for the solution. The solver is the product's own
+  // proof-worker.js, run in a worker made from a blob: that imports it. A worker cannot be
+  // made from another origin's URL, and fetching the file's text would need CORS on static
+  // files; importScripts, like a <script>, needs none, and the browser caches the file for
+  // every widget and page. A host page whose CSP refuses blob: workers gets the same file as
+  // a <script> (its CSP lets this product's scripts in) and searches in slices of ~20 ms on
+  // the page's own thread. Whatever fails, the signup goes without a solution: unverified,
+  // and it still works.
+  var manyQuery = slugs.map(function (slug) { return "newsletter=" + encodeURIComponent(slug); });
+  var challengeUrl = (many ? settings.challengeMany + "?" + manyQuery.join("&") + "&" : settings.challenge + "?") +
+    "form=widget&page=" + encodeURIComponent(pageUrl);
+  // A solution this close to its expiry is not trusted to arrive in time.
+  var EXPIRY_MARGIN_MS = 15000;
+  var WORKER_START_MS = 5000;
+  var expires = 0;
+
+  function maxNumber(challenge) {
+    return challenge.maxNumber != null ? challenge.maxNumber : challenge.maxnumber;
+  }
+
+  // Resolves with the number, or rejects if no worker runs. The first widget of the page
+  // tries alone: each refused worker is a violation that the host's console (and its CSP
+  // reports) would show again for every other widget.
+  function solveInWorker(challenge) {
+    if (window.__nlBlobWorkerRuns) {
+      return window.__nlBlobWorkerRuns.then(function (runs) {
+        if (!runs) { throw new Error("no blob: worker on this page"); }
+        return startWorker(challenge);
+      });
+    }
+    var tell;
+    window.__nlBlobWorkerRuns = new Promise(function (resolve) { tell = resolve; });
+    return startWorker(challenge, tell);
+  }
+
+  // Solves in a blob: worker; `tell(runs)`, if given, learns once whether the worker started.
+  function startWorker(challenge, tell) {
+    return new Promise(function (resolve, reject) {
+      var source = "importScripts(" + JSON.stringify(settings.solver) + ");postMessage({ready:true});";
+      var url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
+      var worker, timer, told = false;
+      function started(runs) {
+        clearTimeout(timer);
+        URL.revokeObjectURL(url);
+        if (!told && tell) { tell(runs); }
+        told = true;
+      }
+      function fail(error) {
+        started(false);
+        if (worker) { worker.terminate(); }
+        reject(error || new Error("no worker"));
+      }
+      try {
+        worker = new Worker(url);
+      } catch (error) { // refused by the host page's Content-Security-Policy
+        fail(error);
+        return;
+      }
+      // A worker refused without an error event must not hold the form for ever.
+      timer = setTimeout(fail, WORKER_START_MS);
+      worker.onerror = function (event) {
+        if (event.preventDefault) { event.preventDefault(); }
+        fail(event.error);
+      };
+      worker.onmessage = function (event) {
+        var answer = event.data || {};
+        if (answer.ready) {
+          started(true);
+          return;
+        }
+        worker.terminate();
+        resolve(answer.number);
+      };
+      worker.postMessage({ salt: challenge.salt, challenge: challenge.challenge, maxnumber: maxNumber(challenge) });
+    });
+  }
+
+  function loadSolver() {
+    if (window.NewslettersProof) { return Promise.resolve(window.NewslettersProof); }
+    if (!window.__nlSolverLoading) {
+      window.__nlSolverLoading = new Promise(function (resolve, reject) {
+        var tag = document.createElement("script");
+        tag.src = settings.solver;
+        tag.async = true;
+        tag.onload = function () {
+          if (window.NewslettersProof) { resolve(window.NewslettersProof); } else { reject(new Error("no solver")); }
+        };
+        tag.onerror = function () { reject(new Error("solver refused")); };
+        (document.head || document.documentElement).appendChild(tag);
+      });
+    }
+    return window.__nlSolverLoading;
+  }
+
+  function solveHere(challenge) {
+    return loadSolver().then(function (solver) {
+      return solver.solveInSlices(challenge.salt, challenge.challenge, maxNumber(challenge));
+    });
+  }
+
+  function prove() {
+    altcha.value = "";
+    expires = 0;
+    return fetch(challengeUrl, {
+      headers: { "Accept": "application/json" }, credentials: "omit", mode: "cors"
+    }).then(function (response) {
+      if (!response.ok) { throw new Error("challenge refused: " + response.status); }
+      return response.json();
+    }).then(function (answer) {
+      // The time the form was shown: kept when an expired challenge is replaced.
+      if (!rendered.value) { rendered.value = answer.rendered || ""; }
+      var challenge = answer.challenge;
+      var solving = window.Worker && window.Blob && window.URL && URL.createObjectURL
+        ? solveInWorker(challenge).catch(function () { return solveHere(challenge); })
+        : solveHere(challenge);
+      return solving.then(function (number) {
+        if (typeof number !== "number") { return; }
+        altcha.value = btoa(JSON.stringify({
+          algorithm: challenge.algorithm, challenge: challenge.challenge, number: number,
+          salt: challenge.salt, signature: challenge.signature
+        }));
+        var match = /[?&]expires=(\d+)/.exec(challenge.salt);
+        expires = match ? Number(match[1]) * 1000 : Infinity;
+      });
+    }).catch(function () {
+      altcha.value = "";
+    });
+  }
+  var proven = prove();
+  // Resolves once the form may go: with a solution, or without one when there will be none.
+  function proofReady() {
+    if (altcha.value && Date.now() >= expires - EXPIRY_MARGIN_MS) { proven = prove(); }
+    return proven;
+  }
+
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     if (!input.value.trim() || input.value.indexOf("@") < 1) {
@@ -205,12 +363,14 @@
     message.className = "nl-widget__message";
     form.setAttribute("aria-busy", "true");
     button.disabled = true;
-    fetch(form.action, {
-      method: "POST",
-      body: new URLSearchParams(new FormData(form)),
-      headers: { "Accept": "application/json" },
-      credentials: "omit",
-      mode: "cors"
+    proofReady().then(function () {
+      return fetch(form.action, {
+        method: "POST",
+        body: new URLSearchParams(new FormData(form)),
+        headers: { "Accept": "application/json" },
+        credentials: "omit",
+        mode: "cors"
+      });
     }).then(function (response) {
       return response.json().then(function (body) { return { ok: response.ok, body: body }; });
     }).then(function (answer) {

@@ -11,7 +11,20 @@ import pytest
 from ..conftest import skip_or_fail
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+# A reader's desktop Chrome, not "HeadlessChrome": the server takes an automation user agent
+# for a bot (BOT_USER_AGENTS) and silently stores nothing of its signups. Every context gets
+# it; a test of the bot defence sets its own with new_context(user_agent=...).
+READER_USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/156.0.0.0 Safari/537.36"
+)
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    f"--user-agent={READER_USER_AGENT}",
+]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
@@ -31,6 +44,19 @@ def browser():
         )
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def settings(settings, request):
+    """Return the test settings without the form's fill-time minimum (FORM_MIN_FILL_SECONDS).
+
+    The scenarios here about other things type and press at a robot's speed; the tests of the
+    bot defence name the minimum in their ``@pytest.mark.settings`` and keep it.
+    """
+    marker = request.node.get_closest_marker("settings")
+    if marker and "FORM_MIN_FILL_SECONDS" in marker.kwargs:
+        return settings
+    return settings | {"FORM_MIN_FILL_SECONDS": 0}
 
 
 @pytest.fixture

@@ -74,7 +74,7 @@ def strict_site(app, session, live_server, tmp_path):
     (root / "site.css").write_text("body { font-family: Georgia, serif; max-width: 44rem; }")
     policy = (
         f"default-src 'self'; script-src 'self' {live_server}; connect-src {live_server}; "
-        f"frame-src {live_server}; style-src 'self' {live_server}"
+        f"frame-src {live_server}; style-src 'self' {live_server}; worker-src blob:"
     )
     handler = functools.partial(
         type("Handler", (StrictHandler,), {"policy": policy}), directory=str(root)

@@ -183,11 +183,19 @@ def test_an_expired_challenge_proves_nothing_and_the_signup_is_unverified(
 
 
 def test_a_form_sent_back_faster_than_a_person_types_is_ignored(client, newsletter, session):
-    response = sign_up(client, "quick@example.com", get_challenge(client))
+    answer = get_challenge(client)
+    response = sign_up(client, "quick@example.com", None, rendered=answer["rendered"])
     assert response.status_code == 200
     assert response.get_json()["status"] == "ok"
     assert stored(session) == {}
     assert stops(session) == {"too_fast": 1}
+
+
+def test_a_quick_form_that_solved_its_challenge_is_kept_unverified(client, newsletter, session):
+    """Autofill and a quick click: the browser did the work, so no bot, but no proof either."""
+    assert sign_up(client, "autofill@example.com", get_challenge(client)).status_code == 200
+    assert stored(session)["autofill@example.com"].verification == "unverified"
+    assert stops(session) == {}
 
 
 @quick
