@@ -36,4 +36,4 @@ translations: $(BIN)/newsletters
 		--no-location --sort-output \
 		--project newsletters -o newsletters/translations/messages.pot .
 	$(BIN)/pybabel update -i newsletters/translations/messages.pot -d newsletters/translations \
-		--no-fuzzy-matching --ignore-obsolete
+		--no-fuzzy-matching --ignore-obsolete -w 100

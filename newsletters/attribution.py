@@ -52,7 +52,9 @@ def campaign(page: str | None) -> Campaign:
     for key, value in parse_qsl(urlsplit(page).query):
         key = key.lower()
         if key in ("utm_source", "utm_medium", "utm_campaign") and key not in found:
-            found[key] = value.strip()[:UTM_MAX_LENGTH] or None
+            # Printable only: a %00 or a line break decodes into text no column should hold.
+            value = "".join(ch for ch in value if ch.isprintable()).strip()
+            found[key] = value[:UTM_MAX_LENGTH] or None
     return Campaign(found.get("utm_source"), found.get("utm_medium"), found.get("utm_campaign"))
 
 

@@ -163,6 +163,7 @@ def init_app(app: Flask) -> None:
         auth,
         editors,
         exchange,
+        funnel,
         newsletters,
         outbox,
         subscribers,

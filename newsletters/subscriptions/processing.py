@@ -314,7 +314,6 @@ class _Batch:
             utm_medium=request.utm_medium,
             utm_campaign=request.utm_campaign,
             verification=request.verification,
-            mail_accepted_at=None,
             unsubscribed_at=None,
             # A confirmation before an unsubscription is history (kept in the consent
             # events): left here, a pending row would carry a consent since withdrawn.
@@ -337,6 +336,9 @@ class _Batch:
         for subscription in due:
             subscription.confirmation_mailed_at = self.now
             subscription.changed["confirmation_mailed_at"] = self.now
+            # The new mail's acceptance is the funnel's step now; a signup that mails nothing
+            # (the throttle) keeps the one the last mail had.
+            subscription.changed["mail_accepted_at"] = None
         self.mails.append((token, due, subscriber["email"]))
 
     def token(self, purpose: TokenPurpose, subscriber_id: int, expires_at) -> dict:

@@ -313,8 +313,11 @@ def _chosen_newsletters() -> list[Newsletter]:
 def _index(several: dict | None = None, status: int = 200):
     if several is None:
         page = attribution.this_page()
-        for newsletter in catalogue.published().public:
+        public = catalogue.published().public
+        for newsletter in public:
             counters.view([newsletter.id], Source.HOSTED, page)
+        if len(public) > 1:  # the form for several at once is shown too
+            counters.view([n.id for n in public], Source.SEVERAL, page)
     page = render_template(
         "subscriptions/index.html",
         newsletters=catalogue.published().public,

@@ -262,7 +262,7 @@ def test_export_from_the_browser_streams_spec_columns_and_is_logged(
     assert lines[0] == (
         "email,name,status,optin_at,optin_ip,confirmed_at,confirm_ip,unsubscribed_at,"
         "source,unsubscribe_url,form_text_version,source_origin,confirmation_evidence,"
-        "address_flags,language"
+        "address_flags,language,page,utm_source,utm_medium,utm_campaign,verification"
     )
     assert lines[1].startswith("reader@example.com,'=cmd(),confirmed,")
     [record] = session.scalars(sa.select(ExportRecord)).all()
