@@ -241,3 +241,41 @@ def test_the_mail_servers_acceptance_of_the_confirmation_is_recorded(
     assert len(smtp_server.messages) == 1
     assert subscription.mail_accepted_at is not None
     assert subscription.mail_accepted_at >= subscription.optin_at
+
+
+def test_a_campaign_keeps_printable_text_only():
+    assert campaign("https://x.example/?utm_campaign=a%00b%0Ac").campaign == "abc"
+    assert campaign("https://x.example/?utm_campaign=%00").campaign is None
+
+
+def test_a_signup_again_that_mails_nothing_keeps_the_last_mails_acceptance(
+    app, client, newsletter, session, smtp_server
+):
+    post(client, "/n/briefing/subscribe", data={"email": "reader@example.com"})
+    app.config["MAIL_URL"] = f"smtp://{smtp_server.host}:{smtp_server.port}"
+    with app.app_context():
+        worker.run(once=True)
+    [accepted] = [s.mail_accepted_at for s in by_email(session).values()]
+    # Within CONFIRM_THROTTLE_MINUTES: no second mail, so the first one's acceptance stands.
+    post(client, "/n/briefing/subscribe", data={"email": "reader@example.com"})
+    [subscription] = by_email(session).values()
+    assert len(smtp_server.messages) == 1
+    assert subscription.mail_accepted_at == accepted
+
+
+def test_the_index_counts_a_view_of_each_form_it_shows(app, client, newsletter, session):
+    with app.app_context():
+        db.session().add(Newsletter(slug="sport", name="Sport"))
+        db.session().commit()
+    client.get("/")
+    rows = session.execute(
+        sa.select(Newsletter.slug, DailyCount.form, DailyCount.count)
+        .join(Newsletter, Newsletter.id == DailyCount.newsletter_id)
+        .where(DailyCount.metric == "view")
+    ).all()
+    assert sorted(rows) == [
+        ("briefing", "hosted", 1),
+        ("briefing", "several", 1),
+        ("sport", "hosted", 1),
+        ("sport", "several", 1),
+    ]
