@@ -8,9 +8,8 @@ reader types (static/proof.js). ``judge`` reads what a signup carries:
 
 - a filled honeypot, an automation user agent, a forged render time, a too-quick one with no
   solved challenge, or a challenge that is spliced, forged, bound elsewhere or already
-  spent: a bot. It gets the
-  normal answer, nothing is stored or mailed, and counters.py counts the defence that
-  stopped it;
+  spent: a bot. It gets the normal answer, nothing is stored or mailed, and counters.py
+  counts the defence that stopped it;
 - no challenge at all (SPEC's plain form pasted years ago, a page without script), one that
   expired while the page stood open, or a solved one sent back quicker than a person types
   (autofill): unverified. The signup works, under the tighter UNVERIFIED_SIGNUP_RATE_LIMIT,
