@@ -63,6 +63,11 @@ def secret_link(view):
     return declare(view, Policy(referrer="no-referrer", cache_control="no-store"))
 
 
+def single_use(view):
+    """Mark a view whose every answer is for one reader only (a challenge): never cached."""
+    return declare(view, Policy(cache_control="no-store"))
+
+
 def framed_by(frame_ancestors: Callable[[], str | None]):
     """Let the pages of a view be framed by whom ``frame_ancestors()`` names (a directive)."""
     return lambda view: declare(view, Policy(frame_ancestors=frame_ancestors))

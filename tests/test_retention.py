@@ -15,6 +15,7 @@ from newsletters.db import utcnow
 from newsletters.models import (
     ConsentEvent,
     PurgeRun,
+    SpentChallenge,
     Status,
     Subscriber,
     Subscription,
@@ -111,12 +112,14 @@ def test_each_purge_is_recorded_with_what_it_did(app, client, runner, newsletter
         "pending_signups": 1,
         "expired_tokens": 1,
         "api_answers": 0,
+        "spent_challenges": 0,
         "settings": settings,
     }
     assert second.summary == {
         "pending_signups": 0,
         "expired_tokens": 0,
         "api_answers": 0,
+        "spent_challenges": 0,
         "settings": settings,
     }
 
@@ -296,3 +299,17 @@ def test_an_address_that_never_confirmed_anything_goes_with_its_last_stale_signu
     assert {e.action for e in session.scalars(sa.select(ConsentEvent))} >= {"expired", "confirmed"}
     with app.app_context():
         assert ledger.verify(db.session())[1] == []
+
+
+def test_the_purge_forgets_spent_challenges_once_they_have_expired(app, runner, session):
+    now = utcnow()
+    session.add_all(
+        [
+            SpentChallenge(signature="old", expires_at=now - timedelta(minutes=1)),
+            SpentChallenge(signature="live", expires_at=now + timedelta(minutes=20)),
+        ]
+    )
+    session.commit()
+    result = runner.invoke(args=["purge"])
+    assert "forgot 1 expired proof-of-work challenges" in result.output
+    assert session.scalars(sa.select(SpentChallenge.signature)).all() == ["live"]

@@ -4,7 +4,7 @@ from flask import Response, render_template, request, stream_with_context
 from flask_babel import gettext as _
 from werkzeug.exceptions import BadRequest
 
-from .. import db
+from .. import counters, db
 from ..funnel import DIMENSIONS, PERIODS, chart, csv_chunks, csv_rows, measure, period_of
 from ..models import Newsletter
 from ..stats import period
@@ -15,6 +15,8 @@ from . import bp, editable_newsletter
 def funnel(slug):
     """Show views → signups → mail accepted → confirmed by form, page and campaign, and stops."""
     newsletter = editable_newsletter(slug)
+    # This process's views and stops not yet written (counters.py) count too.
+    counters.flush()
     numbers = measure(db.session(), newsletter, chosen_period())
     return render_template(
         "admin/funnel.html",

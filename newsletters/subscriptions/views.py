@@ -38,6 +38,7 @@ def hosted(slug):
 
 @bp.get("/n/<slug>/challenge")
 @origins.readable_cross_origin
+@headers.single_use
 def challenge(slug):
     """Hand a form of this newsletter a proof-of-work challenge and its render time (proof.py).
 
@@ -49,6 +50,7 @@ def challenge(slug):
 
 @bp.get("/challenge")
 @origins.readable_cross_origin
+@headers.single_use
 def challenge_many():
     """Hand a form of several newsletters (repeated ``newsletter``) its challenge."""
     slugs = list(dict.fromkeys(request.args.getlist("newsletter")))
@@ -67,9 +69,7 @@ def _challenge(newsletters: list[Newsletter]):
     if form == Source.WIDGET:
         page = attribution.page_of(request.args.get("page"))
         counters.view([n.id for n in newsletters], Source.WIDGET, page)
-    response = jsonify(challenge=proof.challenge(newsletters), rendered=proof.rendered(newsletters))
-    response.cache_control.no_store = True
-    return response
+    return jsonify(challenge=proof.challenge(newsletters), rendered=proof.rendered(newsletters))
 
 
 @bp.post("/n/<slug>/subscribe")
