@@ -39,8 +39,8 @@ DEFAULTS = {
     # Signup requests one worker transaction processes at most (see subscriptions/processing).
     "SIGNUP_BATCH": 200,
     "TRUSTED_PROXIES": 0,
-    # Form views and stopped signups are tallied per process and written this often
-    # (counters.py): a process killed outright loses at most this many seconds of counts.
+    # Form views and stopped signups are tallied per process and written by the first one
+    # this long after the last write (counters.py says when else).
     "COUNT_FLUSH_SECONDS": 10.0,
     # Bot defence (proof.py). A browser's form solves a proof-of-work challenge while the
     # reader types: about POW_MIN_NUMBER / 2 hashes at a normal signup rate, growing with the

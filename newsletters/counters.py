@@ -1,9 +1,11 @@
 """Counts per day, newsletter, form and page: form views, and signups a defence stopped.
 
 A view must not slow the page it counts: ``add`` only adds to this process's tally, and the
-tally goes to the database (``daily_count``) in one upsert every COUNT_FLUSH_SECONDS, on a
-connection of its own, by whichever request finds it due (and at the process's exit). A
-process killed outright loses at most that many seconds of views. Nothing about a visitor
+tally goes to the database (``daily_count``) in one upsert, on a connection of its own, by
+the first view or stop at least COUNT_FLUSH_SECONDS after the last write, by the funnel's
+page before it reads, and at the process's exit. So a quiet process holds its last counts
+until its next view; a process killed outright loses what it had not written. (No timer
+thread: a view is the only clock.) Nothing about a visitor
 is counted or kept: no address, no cookie, no identifier (docs/privacy.md).
 """
 
