@@ -35,7 +35,9 @@ def clean_page(url: str | None) -> str | None:
         return None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return None
-    host = parts.hostname + (f":{port}" if port else "")
+    # An IPv6 address keeps its brackets, or its port would read as part of it.
+    name = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    host = name + (f":{port}" if port else "")
     utm = [(k, v) for k, v in parse_qsl(parts.query) if k.lower().startswith(UTM_PREFIX)]
     page = urlunsplit((parts.scheme, host, parts.path or "/", urlencode(utm), ""))
     if len(page) > PAGE_MAX_LENGTH:

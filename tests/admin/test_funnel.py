@@ -427,3 +427,16 @@ def test_the_page_speaks_ukrainian_with_its_numbers(client, scenario):
     assert "Разом | 8 | 2 | 1 | 0 | 0 | 0 | 5" in cells(
         page, "Підписки, зупинені захистом від ботів"
     )
+
+
+def test_the_subscribers_page_names_the_form_as_the_funnel_does(client, session, editor):
+    """One list of the forms' words (admin/_macros.html) for the funnel and each subscriber."""
+    client.post(
+        "/n/briefing/subscribe",
+        data={"email": "plain@example.com"},
+        headers={"User-Agent": "Mozilla/5.0 Chrome/131.0"},
+    )
+    subscription = session.scalar(sa.select(Subscription))
+    assert subscription.source == "plain"
+    page = client.get(f"/admin/n/briefing/subscribers/{subscription.id}").get_data(as_text=True)
+    assert "plain HTML form" in page

@@ -29,6 +29,7 @@ BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko
             "https://news.example.org:8443/a",
         ),
         ("http://example.com", "http://example.com/"),
+        ("http://[2001:db8::1]:8080/a?x=1", "http://[2001:db8::1]:8080/a"),
         ("https://example.com/p?UTM_Medium=mail&utm_content=top", None),
         ("javascript:alert(1)", None),
         ("ftp://example.com/file", None),
