@@ -147,6 +147,12 @@ class Newsletter(Base):
     # Origins (https://www.example.com) whose pages may embed the form, read the widget's
     # answers and be returned to after a signup; empty: any page may embed, none is returned to.
     allowed_origins: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    # Branding, each optional: the accent colour (#rrggbb) of buttons and links on its pages,
+    # embeds and mails; a logo (an https URL) at the top of its hosted pages and mails; and
+    # the publisher's site, which the thank-you page links back to.
+    accent_color: Mapped[str | None] = mapped_column(sa.String(7))
+    logo_url: Mapped[str | None] = mapped_column(sa.String(2000))
+    site_url: Mapped[str | None] = mapped_column(sa.String(2000))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     # The editor's texts, every language: read with the newsletter, since every page needs them.
@@ -701,5 +707,38 @@ class Webhook(Base):
     # Set when it kept failing: nothing more is sent until an editor resumes it.
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     paused_reason: Mapped[str | None] = mapped_column(sa.Text)
+
+    newsletter: Mapped[Newsletter] = relationship()
+
+
+class ImportJob(Base):
+    """A list uploaded in the editors' area, imported by the worker while the editor waits or not.
+
+    The file is kept here until the import ends (so any worker process can take the job), then
+    dropped; the counts are written as the worker goes, for the progress page.
+    """
+
+    __tablename__ = "import_job"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    newsletter_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("newsletter.id", ondelete="CASCADE"), index=True
+    )
+    editor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("editor.id", ondelete="SET NULL"))
+    filename: Mapped[str] = mapped_column(sa.String(255), default="")
+    # queued → running → done or failed (refused: the report says why).
+    state: Mapped[str] = mapped_column(sa.String(10), default="queued", index=True)
+    content: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    size: Mapped[int] = mapped_column(default=0)
+    rows_done: Mapped[int] = mapped_column(default=0)
+    refused: Mapped[int] = mapped_column(default=0)
+    # The finished import's report (counts, refused rows as shown), or why it failed.
+    report: Mapped[dict | None] = mapped_column(sa.JSON)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Renewed while a worker holds the job: a job whose worker died is taken again after a while.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     newsletter: Mapped[Newsletter] = relationship()
