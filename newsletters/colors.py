@@ -1,0 +1,33 @@
+"""A newsletter's accent colour on its pages, embeds and mails, and the text that reads on it.
+
+WCAG 2.2's contrast ratio (1.4.3, AA: 4.5:1 for text) decides whether a button's label is
+white or near-black on the accent; the relative luminance is WCAG's own formula.
+"""
+
+DEFAULT_ACCENT = "#0b57d0"
+LIGHT_TEXT = "#ffffff"
+DARK_TEXT = "#1d1d1f"
+
+
+def luminance(colour: str) -> float:
+    """Return the relative luminance (0 black … 1 white) of a ``#rrggbb`` colour."""
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(first: str, second: str) -> float:
+    """Return WCAG's contrast ratio of two ``#rrggbb`` colours, from 1 to 21."""
+    lighter, darker = sorted((luminance(first), luminance(second)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+def text_on(accent: str | None) -> str:
+    """Return the text colour that reads best on ``accent`` (default: the product's blue)."""
+    accent = accent or DEFAULT_ACCENT
+    return max((LIGHT_TEXT, DARK_TEXT), key=lambda text: contrast(text, accent))
+
+
+def accent(newsletter) -> str:
+    """Return ``newsletter``'s accent colour, or the product's when it has none (or no newsletter)."""
+    return (newsletter.accent_color if newsletter is not None else None) or DEFAULT_ACCENT
