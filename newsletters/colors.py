@@ -29,5 +29,11 @@ def text_on(accent: str | None) -> str:
 
 
 def accent(newsletter) -> str:
-    """Return ``newsletter``'s accent colour, or the product's when it has none (or no newsletter)."""
+    """Return ``newsletter``'s accent colour, or the product's if it has none (or is None)."""
     return (newsletter.accent_color if newsletter is not None else None) or DEFAULT_ACCENT
+
+
+def link_on_white(accent: str | None) -> str:
+    """Return ``accent`` if it reads as link text on white (4.5:1), else the text colour."""
+    accent = accent or DEFAULT_ACCENT
+    return accent if contrast(accent, LIGHT_TEXT) >= 4.5 else DARK_TEXT
