@@ -1,6 +1,8 @@
-"""A newsletter's numbers for the dashboard: counts, confirmation rate, signups per day.
+"""A newsletter's numbers for the dashboard: counts, confirmation rate, signups over time.
 
-Everything is counted in SQL; days are UTC days, the same as the stored timestamps.
+Everything is counted in SQL; days are UTC days, the same as the stored timestamps. A period
+(30, 90 or 365 days) starts no earlier than the newsletter's first event, and a span longer
+than WEEKLY_AFTER days is drawn a point per week (Monday to Sunday, as ISO 8601 has them).
 """
 
 from dataclasses import dataclass
@@ -19,6 +21,10 @@ from .mail import outbox
 from .models import Newsletter, Status, Subscription
 
 DAYS = 90
+PERIODS = (30, 90, 365)
+# Up to a quarter, a point per day; longer, a point per week: 365 daily points are noise at
+# the width of a phone, and 53 weeks still show a season.
+WEEKLY_AFTER = 92
 # The three series of the chart: the column each counts, and its legend label.
 SERIES = (
     ("signups", Subscription.optin_at, _l("Signups")),
@@ -33,6 +39,45 @@ class Day:
     signups: int = 0
     confirmations: int = 0
     unsubscribes: int = 0
+
+
+@dataclass(frozen=True)
+class Point:
+    """The counts of one day or one week, and the UTC days of the span it covers."""
+
+    first: date
+    last: date
+    signups: int = 0
+    confirmations: int = 0
+    unsubscribes: int = 0
+
+    @property
+    def days(self) -> int:
+        return (self.last - self.first).days + 1
+
+
+@dataclass(frozen=True)
+class Series:
+    """The points of a period: per day or per week, from where the data starts to today."""
+
+    period: int
+    step: str  # "day" or "week"
+    points: list[Point]
+
+    @property
+    def first(self) -> date | None:
+        return self.points[0].first if self.points else None
+
+    @property
+    def last(self) -> date | None:
+        return self.points[-1].last if self.points else None
+
+    @property
+    def days(self) -> int:
+        return sum(p.days for p in self.points)
+
+    def total(self, key: str) -> int:
+        return sum(getattr(p, key) for p in self.points)
 
 
 @dataclass(frozen=True)
@@ -57,10 +102,45 @@ def unbuilt_mails(session: Session, newsletter: Newsletter) -> list[outbox.Unbui
     return outbox.unbuilt(session, newsletter)
 
 
+def period_of(raw: str | None) -> int:
+    """Return the days ``?days=`` asks for (DAYS without it); ValueError if not one of PERIODS."""
+    if raw is None:
+        return DAYS
+    if raw.isascii() and raw.isdigit() and int(raw) in PERIODS:
+        return int(raw)
+    raise ValueError(raw)
+
+
 def period(days: int = DAYS, today: date | None = None) -> list[date]:
     """Return the last ``days`` UTC days, oldest first, ending with ``today``."""
     today = today or utcnow().date()
     return [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
+
+
+def first_day(session: Session, newsletter: Newsletter) -> date | None:
+    """Return the UTC day of the newsletter's first signup, confirmation or unsubscribe."""
+    found = session.execute(
+        sa.select(*(sa.func.min(column) for _key, column, _label in SERIES)).where(
+            Subscription.newsletter_id == newsletter.id
+        )
+    ).one()
+    moments = [moment for moment in found if moment is not None]
+    return min(moments).date() if moments else None
+
+
+def shown_days(
+    session: Session, newsletter: Newsletter, days: int = DAYS, today: date | None = None
+) -> list[date]:
+    """Return the days of the period that the dashboard shows: from where the data starts.
+
+    A newsletter whose first signup was 12 days ago shows 12 days of a 90-day period, not 78
+    empty ones before them; one without any event shows none.
+    """
+    asked = period(days, today)
+    start = first_day(session, newsletter)
+    if start is None or start > asked[-1]:
+        return []
+    return [day for day in asked if day >= start]
 
 
 def confirmation_rate(
@@ -72,6 +152,8 @@ def confirmation_rate(
     rate measures the double opt-in, not who stayed. Imported rows without an opt-in time
     are not signups and do not count.
     """
+    if not days:
+        return ConfirmationRate(signups=0, confirmed=0)
     start, end = _bounds(days)
     signups, confirmed = session.execute(
         sa.select(sa.func.count(), sa.func.count(Subscription.confirmed_at)).where(
@@ -83,24 +165,66 @@ def confirmation_rate(
     return ConfirmationRate(signups=signups, confirmed=confirmed)
 
 
+def series(session: Session, newsletter: Newsletter, days: list[date], period: int) -> Series:
+    """Return the signups, confirmations and unsubscribes of ``days``, per day or per week.
+
+    One statement counts all three, grouped by UTC day, or by the Monday of the week when the
+    span is longer than WEEKLY_AFTER days. Every day or week of the span has a point, zeros
+    included; the first and the last week cover only the span's days.
+    """
+    step = "week" if len(days) > WEEKLY_AFTER else "day"
+    if not days:
+        return Series(period, step, [])
+    start, end = _bounds(days)
+    events = sa.union_all(
+        *(
+            sa.select(
+                _bucket(session, column, step).label("bucket"),
+                sa.literal_column(str(kind)).label("kind"),
+            ).where(Subscription.newsletter_id == newsletter.id, column >= start, column < end)
+            for kind, (_key, column, _label) in enumerate(SERIES)
+        )
+    ).subquery()
+    counted = sa.select(
+        events.c.bucket,
+        *(
+            sa.func.count(sa.case((events.c.kind == kind, 1))).label(key)
+            for kind, (key, _column, _label) in enumerate(SERIES)
+        ),
+    ).group_by(events.c.bucket)
+    found = {_as_date(row.bucket): row for row in session.execute(counted)}
+    points = []
+    for first in days if step == "day" else _mondays(days[0], days[-1]):
+        last = first if step == "day" else first + timedelta(days=6)
+        row = found.get(first)
+        points.append(
+            Point(
+                max(first, days[0]),
+                min(last, days[-1]),
+                **({key: getattr(row, key) for key, _c, _l in SERIES} if row else {}),
+            )
+        )
+    return Series(period, step, points)
+
+
 def daily(session: Session, newsletter: Newsletter, days: list[date]) -> list[Day]:
     """Return signups, confirmations and unsubscribes of each of ``days``, zero where none."""
-    start, end = _bounds(days)
-    found: dict[date, dict[str, int]] = {day: {} for day in days}
-    for key, column, _label in SERIES:
-        day = _day_of(session, column)
-        rows = session.execute(
-            sa.select(day, sa.func.count())
-            .where(
-                Subscription.newsletter_id == newsletter.id,
-                column >= start,
-                column < end,
-            )
-            .group_by(day)
-        )
-        for value, n in rows:
-            found[value][key] = n
-    return [Day(day, **found[day]) for day in days]
+    if len(days) > WEEKLY_AFTER:
+        raise ValueError(f"{len(days)} days are counted per week: use series()")
+    return [
+        Day(p.first, p.signups, p.confirmations, p.unsubscribes)
+        for p in series(session, newsletter, days, len(days)).points
+    ]
+
+
+def _mondays(first: date, last: date) -> list[date]:
+    monday = first - timedelta(days=first.weekday())
+    return [monday + timedelta(weeks=n) for n in range((last - monday).days // 7 + 1)]
+
+
+def _as_date(value) -> date:
+    # SQLite's date() hands back text where the driver does not know the column's type.
+    return date.fromisoformat(value) if isinstance(value, str) else value
 
 
 def _bounds(days: list[date]) -> tuple[datetime, datetime]:
@@ -109,11 +233,17 @@ def _bounds(days: list[date]) -> tuple[datetime, datetime]:
     return start, datetime.combine(days[-1] + timedelta(days=1), time(), UTC)
 
 
-def _day_of(session: Session, column) -> sa.ColumnElement:
+def _bucket(session: Session, column, step: str) -> sa.ColumnElement:
+    """Return the UTC day of ``column``, or the Monday of its week."""
     # Timestamps are stored as naive UTC: SQLite keeps them as text, whose date() is the UTC
     # day; PostgreSQL keeps a timestamp without time zone, whose cast to date is too.
     if session.get_bind().dialect.name == "sqlite":
-        return sa.func.date(column, type_=sa.Date)
+        # 'weekday 0' moves on to the next Sunday (a Sunday stays), and six days back is the
+        # Monday that begins its week.
+        modifiers = ("weekday 0", "-6 days") if step == "week" else ()
+        return sa.func.date(column, *modifiers, type_=sa.Date)
+    if step == "week":
+        return sa.cast(sa.func.date_trunc("week", column), sa.Date)
     return sa.cast(column, sa.Date)
 
 
@@ -121,83 +251,103 @@ def _day_of(session: Session, column) -> sa.ColumnElement:
 class Line:
     key: str
     label: str
-    colour: str
-    dash: str
     points: str
+    # Each point drawn as a dot too, where there are few enough to tell apart.
+    dots: list[tuple[float, float]]
 
 
 @dataclass(frozen=True)
 class Tick:
     label: str
+    # Where it stands, in per cent of the chart's width (x) or height (y).
     at: float
+    anchor: str = "middle"
 
 
 @dataclass(frozen=True)
 class Chart:
-    """The geometry of the dashboard's line chart; the template draws it as SVG."""
+    """The dashboard's line chart, laid out for an SVG of any width.
 
-    width: int
-    height: int
-    left: int
-    top: int
-    right: int
-    bottom: int
+    The lines are drawn in a nested SVG whose viewBox (0 0 1000 1000) stretches to the plot
+    area, so they fill a phone's width as well as a desktop's; the labels stand outside it, at
+    per cent positions, so that their text keeps its size (CSS) however wide the chart is.
+    """
+
     lines: list[Line]
     x_ticks: list[Tick]
     y_ticks: list[Tick]
+    # The plot area, in per cent of the chart's height: room above for the top label, and
+    # below for the day labels.
+    top: float = 9.0
+    height: float = 79.0
+
+    @property
+    def bottom(self) -> float:
+        return self.top + self.height
 
 
-# Colour and dash pattern both tell the series apart, for readers who cannot see colour.
-STYLES = {
-    "signups": ("#0b57d0", ""),
-    "confirmations": ("#146c2e", "6 3"),
-    "unsubscribes": ("#b3261e", "2 3"),
-}
+# At most this many labels under the chart: they fit a phone's width in any language.
+X_LABELS = 4
+DOTS_UP_TO = 31
 
 
-def chart(days: list[Day], width: int = 720, height: int = 280) -> Chart:
-    """Lay out ``days`` as three lines over a shared day axis and a count axis from zero.
+def chart(points: list[Point]) -> Chart:
+    """Lay out ``points`` as three lines over a shared time axis and a count axis from zero.
 
     Its labels are in the current language ("Mar 31", "31 бер."; "1,000", "1 000").
     """
+    if not points:
+        return Chart([], [], [])
     language = current_language()
-    # Room on the right for half of the last day's label, centred under its point.
-    left, right, top, bottom = 48, width - 28, 40, height - 48
-    highest = max((getattr(d, key) for d in days for key, _column, _label in SERIES), default=0)
+    keys = [(key, label) for key, _column, label in SERIES]
+    highest = max((getattr(p, key) for p in points for key, _label in keys), default=0)
     step, ceiling = _scale(highest)
 
     def x(i: int) -> float:
-        return left + (right - left) * i / max(len(days) - 1, 1)
+        return 500.0 if len(points) == 1 else 1000 * i / (len(points) - 1)
 
     def y(value: int) -> float:
-        return bottom - (bottom - top) * value / ceiling
+        return 1000 - 1000 * value / ceiling
 
-    lines = [
-        Line(
-            key,
-            str(label),
-            *STYLES[key],
-            " ".join(f"{x(i):.1f},{y(getattr(d, key)):.1f}" for i, d in enumerate(days)),
+    lines = []
+    for key, label in keys:
+        xy = [(x(i), y(getattr(p, key))) for i, p in enumerate(points)]
+        lines.append(
+            Line(
+                key,
+                str(label),
+                " ".join(f"{a:.1f},{b:.1f}" for a, b in xy),
+                xy if len(points) <= DOTS_UP_TO else [],
+            )
         )
-        for key, _column, label in SERIES
-    ]
-    # About one label a fortnight, and always the last day, so "today" is readable.
-    every = max(len(days) // 6, 1)
+    shown = sorted({round(n * (len(points) - 1) / (X_LABELS - 1)) for n in range(X_LABELS)})
     x_ticks = [
-        Tick(format_skeleton("MMMd", d.day, locale=language), x(i))
-        for i, d in enumerate(days)
-        if i % every == 0 and len(days) - 1 - i >= every // 2 or i == len(days) - 1
+        Tick(_day_label(points[i].first, language), x(i) / 10, _anchor(i, points)) for i in shown
     ]
-    y_ticks = [Tick(format_decimal(v, locale=language), y(v)) for v in range(0, ceiling + 1, step)]
-    return Chart(width, height, left, top, right, bottom, lines, x_ticks, y_ticks)
+    y_ticks = [
+        Tick(format_decimal(v, locale=language), Chart.top + Chart.height * y(v) / 1000)
+        for v in range(0, ceiling + 1, step)
+    ]
+    return Chart(lines, x_ticks, y_ticks)
+
+
+def _day_label(day: date, language: str) -> str:
+    return format_skeleton("MMMd", day, locale=language)
+
+
+def _anchor(i: int, points: list) -> str:
+    """Return how the label of point ``i`` aligns: the first and the last stay inside."""
+    if len(points) == 1:
+        return "middle"
+    return "start" if i == 0 else "end" if i == len(points) - 1 else "middle"
 
 
 def _scale(highest: int) -> tuple[int, int]:
-    """Return a round step (1, 2, 5 × 10ⁿ) and the top of the axis: at most five steps."""
+    """Return a round step (1, 2, 5 × 10ⁿ) and the top of the axis: at most four steps."""
     magnitude = 1
     while True:
         for factor in (1, 2, 5):
             step = factor * magnitude
-            if step * 5 >= highest:
+            if step * 4 >= highest:
                 return step, step * max(1, -(-highest // step))
         magnitude *= 10

@@ -32,11 +32,22 @@ SIGNUPS = {
 
 @bp.get("/n/<slug>/")
 def dashboard(slug):
-    """Show a newsletter's counts, confirmation rate, signups over time and export links."""
+    """Show a newsletter's counts, confirmation rate, signups over ``?days=`` and exports."""
     newsletter = editable_newsletter(slug)
+    asked = request.args.get("days")
+    try:
+        period = stats.period_of(asked)
+    except ValueError:
+        raise BadRequest(
+            _(
+                "There is no period of %(days)s days here: days must be one of %(choices)s.",
+                days=repr((asked or "")[:20]),
+                choices=", ".join(map(str, stats.PERIODS)),
+            )
+        ) from None
     session = db.session()
-    days = stats.period()
-    series = stats.daily(session, newsletter, days)
+    days = stats.shown_days(session, newsletter, period)
+    series = stats.series(session, newsletter, days, period)
     return render_template(
         "admin/dashboard.html",
         newsletter=newsletter,
@@ -44,7 +55,8 @@ def dashboard(slug):
         unbuilt=stats.unbuilt_mails(session, newsletter),
         rate=stats.confirmation_rate(session, newsletter, days),
         series=series,
-        chart=stats.chart(series),
+        chart=stats.chart(series.points),
+        periods=stats.PERIODS,
         export_statuses=exports.STATUSES,
         export_formats=sorted(exports.WRITERS),
         presets=[p for p in export_presets.PRESETS.values() if p.name != export_presets.DEFAULT],

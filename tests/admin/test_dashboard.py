@@ -29,15 +29,24 @@ def add(session, slug, email, status, **dates) -> None:
     session.commit()
 
 
-def numbers(app, slug, today):
-    """Return the per-day series and the confirmation rate of ``slug`` up to ``today``."""
+def numbers(app, slug, today, period=90):
+    """Return the series and the confirmation rate of ``slug``'s ``period`` up to ``today``."""
     with app.app_context():
         session = db.session()
         newsletter = session.scalar(sa.select(Newsletter).where(Newsletter.slug == slug))
-        days = stats.period(today=today)
-        return stats.daily(session, newsletter, days), stats.confirmation_rate(
+        days = stats.shown_days(session, newsletter, period, today=today)
+        return stats.series(session, newsletter, days, period), stats.confirmation_rate(
             session, newsletter, days
         )
+
+
+def nonzero(series) -> dict:
+    """Return the (first, last) days of each point that counts something, with its counts."""
+    return {
+        (p.first, p.last): (p.signups, p.confirmations, p.unsubscribes)
+        for p in series.points
+        if p.signups or p.confirmations or p.unsubscribes
+    }
 
 
 @pytest.fixture
@@ -100,18 +109,14 @@ def test_daily_series_count_each_event_on_its_utc_day_and_fill_other_days_with_z
 
     series, rate = numbers(app, "briefing", today)
 
-    assert len(series) == 90
-    assert (series[0].day, series[-1].day) == (jan1, today)
-    nonzero = {
-        d.day: (d.signups, d.confirmations, d.unsubscribes)
-        for d in series
-        if d.signups or d.confirmations or d.unsubscribes
-    }
-    assert nonzero == {
-        jan1: (1, 0, 0),
-        date(2025, 1, 2): (0, 1, 0),
-        mar30: (3, 1, 0),
-        today: (0, 1, 1),
+    assert (series.step, len(series.points), series.days) == ("day", 90, 90)
+    assert (series.first, series.last) == (jan1, today)
+    jan2 = date(2025, 1, 2)
+    assert nonzero(series) == {
+        (jan1, jan1): (1, 0, 0),
+        (jan2, jan2): (0, 1, 0),
+        (mar30, mar30): (3, 1, 0),
+        (today, today): (0, 1, 1),
     }
     # a, b, c and first-day signed up in the period; a and b confirmed (b has left since).
     assert (rate.signups, rate.confirmed) == (4, 2)
@@ -121,23 +126,151 @@ def test_daily_series_count_each_event_on_its_utc_day_and_fill_other_days_with_z
 def test_counts_and_rate_of_a_newsletter_without_subscribers_are_zero(app, newsletter):
     series, rate = numbers(app, "briefing", date(2025, 3, 31))
 
-    assert all(d.signups == d.confirmations == d.unsubscribes == 0 for d in series)
+    assert series.points == [] and series.first is None
     assert rate.percent is None
 
 
-def test_chart_scales_to_a_round_top_and_draws_a_point_per_day():
-    days = [stats.Day(date(2025, 1, 1) + timedelta(days=n)) for n in range(90)]
-    days[10] = stats.Day(days[10].day, signups=7, confirmations=3)
+def test_a_period_starts_on_the_first_signup_when_the_newsletter_is_younger(
+    app, session, newsletter
+):
+    today = date(2025, 3, 31)
+    twelve_days_ago = today - timedelta(days=11)
+    add(session, "briefing", "first@x.org", Status.PENDING, optin_at=at(twelve_days_ago, 0, 0, 1))
+    add(
+        session,
+        "briefing",
+        "second@x.org",
+        Status.CONFIRMED,
+        optin_at=at(today - timedelta(days=3)),
+        confirmed_at=at(today),
+    )
 
-    chart = stats.chart(days)
+    for period in (30, 90, 365):
+        series, rate = numbers(app, "briefing", today, period)
+
+        assert (series.period, series.step) == (period, "day")
+        assert (len(series.points), series.first, series.last) == (12, twelve_days_ago, today)
+        assert [p.first for p in series.points] == [
+            twelve_days_ago + timedelta(days=n) for n in range(12)
+        ]
+        assert nonzero(series) == {
+            (twelve_days_ago, twelve_days_ago): (1, 0, 0),
+            (date(2025, 3, 28), date(2025, 3, 28)): (1, 0, 0),
+            (today, today): (0, 1, 0),
+        }
+        assert (rate.signups, rate.confirmed) == (2, 1)
+
+
+def test_a_period_after_quiet_months_shows_all_its_days(app, session, newsletter):
+    """Data before the period: the period is shown whole, even where it is all zeros."""
+    today = date(2025, 3, 31)
+    add(session, "briefing", "old@x.org", Status.PENDING, optin_at=at(date(2024, 9, 1)))
+    # An event of another kind can be the first: an unsubscribe imported from long ago.
+    add(
+        session, "briefing", "left@x.org", Status.UNSUBSCRIBED, unsubscribed_at=at(date(2020, 1, 1))
+    )
+
+    series, rate = numbers(app, "briefing", today, 30)
+
+    assert (len(series.points), series.first, series.last) == (30, date(2025, 3, 2), today)
+    assert nonzero(series) == {}
+    assert (rate.signups, rate.percent) == (0, None)
+
+
+def test_a_long_span_is_counted_per_week_from_monday_to_sunday(app, session, newsletter):
+    today = date(2025, 3, 31)  # a Monday
+    first = date(2024, 6, 5)  # a Wednesday: its week is cut to Wednesday to Sunday
+    events = [
+        ("wed@x.org", at(first, 0, 0, 0)),
+        ("sunday-night@x.org", at(date(2024, 6, 9), 23, 59, 59)),
+        ("monday-morning@x.org", at(date(2024, 6, 10), 0, 0, 0)),
+        # Across the new year: Tuesday 31 December and Sunday 5 January share a week.
+        ("new-year-eve@x.org", at(date(2024, 12, 31))),
+        ("new-year-sunday@x.org", at(date(2025, 1, 5), 22)),
+        ("last-sunday@x.org", at(date(2025, 3, 30), 23, 30)),
+        ("today@x.org", at(today, 8)),
+    ]
+    for email, moment in events:
+        add(session, "briefing", email, Status.PENDING, optin_at=moment)
+    add(
+        session,
+        "briefing",
+        "confirmed@x.org",
+        Status.CONFIRMED,
+        optin_at=at(date(2025, 1, 1)),
+        confirmed_at=at(date(2025, 1, 6)),
+    )
+
+    series, rate = numbers(app, "briefing", today, 365)
+
+    assert series.step == "week"
+    # Mondays from 3 June 2024 to 31 March 2025: 44 weeks, the last of them today alone.
+    assert len(series.points) == 44
+    assert [p.first.weekday() for p in series.points[1:]] == [0] * 43
+    assert (series.first, series.last, series.days) == (first, today, 300)
+    assert nonzero(series) == {
+        (first, date(2024, 6, 9)): (2, 0, 0),
+        (date(2024, 6, 10), date(2024, 6, 16)): (1, 0, 0),
+        (date(2024, 12, 30), date(2025, 1, 5)): (3, 0, 0),
+        (date(2025, 1, 6), date(2025, 1, 12)): (0, 1, 0),
+        (date(2025, 3, 24), date(2025, 3, 30)): (1, 0, 0),
+        (today, today): (1, 0, 0),
+    }
+    assert series.total("signups") == 8
+    assert (rate.signups, rate.confirmed) == (8, 1)
+
+
+def test_a_year_of_data_fills_53_weeks_and_a_quarter_stays_per_day(app, session, newsletter):
+    today = date(2025, 3, 31)
+    add(session, "briefing", "veteran@x.org", Status.PENDING, optin_at=at(date(2023, 5, 1)))
+    # The period's first day, a Monday, and the day before it, left out.
+    add(session, "briefing", "in@x.org", Status.PENDING, optin_at=at(date(2024, 4, 1), 0))
+    add(session, "briefing", "out@x.org", Status.PENDING, optin_at=at(date(2024, 3, 31), 23))
+
+    year, _rate = numbers(app, "briefing", today, 365)
+    quarter, _rate = numbers(app, "briefing", today, 90)
+
+    assert (year.step, len(year.points), year.first, year.days) == (
+        "week",
+        53,
+        date(2024, 4, 1),
+        365,
+    )
+    assert nonzero(year) == {(date(2024, 4, 1), date(2024, 4, 7)): (1, 0, 0)}
+    assert (quarter.step, len(quarter.points), quarter.first) == ("day", 90, date(2025, 1, 1))
+
+
+def test_chart_scales_to_a_round_top_with_a_few_labels_that_stay_inside():
+    points = [
+        stats.Point(date(2025, 1, 1) + timedelta(days=n), date(2025, 1, 1) + timedelta(days=n))
+        for n in range(90)
+    ]
+    points[10] = stats.Point(points[10].first, points[10].last, signups=7, confirmations=3)
+
+    chart = stats.chart(points)
 
     assert [t.label for t in chart.y_ticks] == ["0", "2", "4", "6", "8"]
+    # The labels of the count axis stand in the plot area, "0" on its bottom line.
+    assert chart.y_ticks[0].at == pytest.approx(chart.bottom)
+    assert chart.y_ticks[-1].at == pytest.approx(chart.top)
     signups = [tuple(map(float, p.split(","))) for p in chart.lines[0].points.split()]
     assert len(signups) == 90
-    assert signups[0][0] == chart.left and signups[-1][0] == chart.right
-    top_of_axis = chart.y_ticks[-1].at
-    assert signups[10][1] == pytest.approx(chart.bottom - (chart.bottom - top_of_axis) * 7 / 8)
-    assert chart.x_ticks[-1].label == "Mar 31"
+    assert (signups[0][0], signups[-1][0]) == (0, 1000)
+    assert signups[10][1] == pytest.approx(1000 - 1000 * 7 / 8)
+    assert chart.lines[0].dots == []
+    assert [(t.label, t.at, t.anchor) for t in chart.x_ticks] == [
+        ("Jan 1", 0, "start"),
+        ("Jan 31", pytest.approx(100 * 30 / 89), "middle"),
+        ("Mar 1", pytest.approx(100 * 59 / 89), "middle"),
+        ("Mar 31", 100, "end"),
+    ]
+
+
+def test_chart_of_one_day_draws_a_dot_in_the_middle():
+    chart = stats.chart([stats.Point(date(2025, 3, 31), date(2025, 3, 31), signups=1)])
+
+    assert chart.lines[0].dots == [(500.0, 0.0)]
+    assert [(t.label, t.at, t.anchor) for t in chart.x_ticks] == [("Mar 31", 50, "middle")]
 
 
 def test_dashboard_shows_counts_rate_chart_and_export_links(client, session, editor):
@@ -172,19 +305,60 @@ def test_dashboard_shows_counts_rate_chart_and_export_links(client, session, edi
     )
     assert counts == {"pending": 2, "confirmed": 1, "unsubscribed": 1}
     assert "<b>33 %</b> confirmation rate" in page
-    svg = page[page.index("<svg") : page.index("</svg>")]
-    assert 'role="img"' in svg
-    assert re.search(r"<title id=\"chart-title\">Signups, confirmations and unsubscribes", svg)
+    assert '<a href="/admin/n/briefing/?days=90" aria-current="page">90 days</a>' in page
+    svg = page[page.index("<svg") : page.rindex("</svg>")]
+    assert 'role="img"' in svg and 'width="100%"' in svg
+    assert 'viewBox="0 0 1000 1000" preserveAspectRatio="none"' in svg
+    assert re.search(
+        r"<title id=\"chart-title\">Signups, confirmations and unsubscribes per day", svg
+    )
     assert svg.count("<polyline") == 3
-    for label in ("Signups", "Confirmations", "Unsubscribes", "Day (UTC)"):
-        assert f">{label}</text>" in svg
-    assert "3 signups, 1 confirmations, 1 unsubscribes" in svg
-    assert f'<th scope="row">{yesterday.isoformat()}</th><td>3</td><td>0</td><td>0</td>' in page
-    assert f'<th scope="row">{today.isoformat()}</th><td>0</td><td>1</td><td>1</td>' in page
+    assert "Over these 90 days: 3 signups, 1 confirmations, 1 unsubscribes." in svg
+    for label in ("Signups", "Confirmations", "Unsubscribes"):
+        assert f"</span>{label}</li>" in page
+    row = '<th scope="row">{}</th>' + '<td class="num">{}</td>' * 3
+    assert row.format(yesterday.isoformat(), 3, 0, 0) in page
+    assert row.format(today.isoformat(), 0, 1, 1) in page
     for status in ("confirmed", "pending", "unsubscribed", "all"):
         for fmt in ("csv", "jsonl"):
             assert f'href="/admin/n/briefing/export?status={status}&amp;format={fmt}"' in page
     assert "cdn" not in page.lower() and "<script" not in page
+
+
+def test_dashboard_of_a_year_shows_weeks_in_its_table(client, session, editor):
+    today = datetime.now(UTC).date()
+    monday = today - timedelta(days=today.weekday())
+    add(session, "briefing", "a@x.org", Status.PENDING, optin_at=at(today - timedelta(days=400)))
+    add(session, "briefing", "b@x.org", Status.PENDING, optin_at=at(monday))
+
+    page = client.get(DASHBOARD + "?days=365").get_data(as_text=True)
+
+    assert '<a href="/admin/n/briefing/?days=365" aria-current="page">365 days</a>' in page
+    assert "Signups, confirmations and unsubscribes per week" in page
+    assert "The numbers per week" in page
+    last = f"{monday.isoformat()} – {today.isoformat()}" if monday != today else today.isoformat()
+    assert f'<th scope="row">{last}</th><td class="num">1</td>' in page
+
+
+def test_dashboard_of_a_young_newsletter_says_where_its_chart_starts(client, session, editor):
+    today = datetime.now(UTC).date()
+    add(session, "briefing", "a@x.org", Status.PENDING, optin_at=at(today - timedelta(days=11)))
+
+    page = client.get(DASHBOARD + "?days=30").get_data(as_text=True)
+
+    assert page.count('<th scope="row">') == 12 + len(
+        ("confirmed", "pending", "unsubscribed", "all")
+    )
+    assert "the chart starts there" in page
+    assert "Over these 12 days: 1 signups" in page
+
+
+@pytest.mark.parametrize("days", ["7", "0", "abc", "", "-30", "30.0", "٣٠", "9" * 400])
+def test_dashboard_refuses_a_period_it_does_not_offer(client, editor, days):
+    response = client.get(DASHBOARD, query_string={"days": days})
+
+    assert response.status_code == 400
+    assert "days must be one of 30, 90, 365" in response.get_data(as_text=True)
 
 
 def test_dashboard_of_an_empty_newsletter_shows_zeros_and_no_rate(client, editor):
@@ -192,7 +366,8 @@ def test_dashboard_of_an_empty_newsletter_shows_zeros_and_no_rate(client, editor
 
     assert "<b>—</b> confirmation rate" in page
     assert "<b>0</b> confirmed</a>" in page
-    assert "<svg" in page
+    assert "No signups yet: the chart begins with the first." in page
+    assert "<svg" not in page
 
 
 def test_dashboard_is_only_for_editors_of_the_newsletter(
