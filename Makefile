@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
 
-.PHONY: run test test-sqlite lint format clean translations
+.PHONY: run test test-sqlite lint format clean translations checkers
 
 $(BIN)/newsletters: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,19 @@ $(BIN)/newsletters: pyproject.toml
 run: $(BIN)/newsletters
 	PORT=$(PORT) $(BIN)/newsletters dev
 
-test: $(BIN)/newsletters lint
+test: $(BIN)/newsletters lint checkers
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The page checkers of the browser tests, pinned in tests/browser/tools/package-lock.json:
+# axe-core (run in Chromium) and the Nu Html Checker (vnu.jar, run with the machine's Java).
+# Without npm they are not installed and their test says so (docs/accessibility.md).
+# --ignore-scripts: vnu-jar's install script would fetch a Java runtime; Debian's is used.
+CHECKERS := tests/browser/tools
+checkers:
+	@if command -v npm >/dev/null; then \
+		[ $(CHECKERS)/node_modules/.package-lock.json -nt $(CHECKERS)/package-lock.json ] || \
+		npm ci --ignore-scripts --no-audit --no-fund --prefix $(CHECKERS); \
+	else echo "npm not found: the accessibility and HTML checks will be skipped"; fi
 
 lint: $(BIN)/newsletters
 	$(BIN)/ruff check .

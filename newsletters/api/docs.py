@@ -4,6 +4,8 @@ The page is rendered here from the document, with no script: the API's docs view
 (ReDoc, Swagger UI) load from a CDN and inject inline styles, which the CSP forbids.
 """
 
+import re
+
 from flask import Blueprint, current_app, jsonify, render_template
 
 bp = Blueprint("api_docs", __name__, url_prefix="/api/v1")
@@ -42,7 +44,8 @@ def operations(document: dict) -> list[dict]:
                 {
                     "method": method.upper(),
                     "path": path,
-                    "anchor": f"{method}-{path}".replace("/", "-").strip("-"),
+                    # Letters, digits and dashes only: a fragment may not hold a path's braces.
+                    "anchor": re.sub(r"[^a-z0-9]+", "-", f"{method}-{path}".lower()).strip("-"),
                     "summary": operation.get("summary", ""),
                     "description": operation.get("description", ""),
                     "parameters": [*item.get("parameters", []), *operation.get("parameters", [])],
