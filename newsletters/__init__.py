@@ -6,7 +6,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import config, counters, db, headers, i18n, limits, logs, negotiation
+from . import colors, config, counters, db, headers, i18n, limits, logs, negotiation
 
 csrf = CSRFProtect()
 
@@ -49,6 +49,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     db.init_app(app)
     counters.init_app(app)
     i18n.init_app(app)
+    colors.init_app(app)
     # Before CSRFProtect, whose check parses the body under the app-wide size limit.
     app.before_request(negotiation.allow_large_uploads)
     app.before_request(negotiation.refuse_undecodable_form)
@@ -69,6 +70,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(embed_bp)
     app.register_blueprint(preferences_bp)
     app.register_blueprint(health.bp)
+    # Browsers ask for /favicon.ico whatever the page says (public pages name favicon.svg).
+    app.add_url_rule(
+        "/favicon.ico", "favicon", lambda: app.send_static_file("favicon.ico"), methods=["GET"]
+    )
     admin.init_app(app)
     api.init_app(app)
     limits.init_app(app)

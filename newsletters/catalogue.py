@@ -12,6 +12,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from flask import current_app
@@ -86,7 +87,14 @@ OTHER_SETTINGS = (
     "pin_language",
     "disposable_policy",
     "role_policy",
+    "accent_color",
+    "logo_url",
+    "site_url",
 )
+# Branding (Newsletter.accent_color, logo_url, site_url): each optional, empty for none.
+BRANDING = ("accent_color", "logo_url", "site_url")
+ACCENT = re.compile(r"#[0-9a-f]{6}")
+URL_LONGEST = 2000
 # What a signup with a disposable or a role address gets (Newsletter.disposable_policy).
 POLICIES = ("flag", "refuse")
 ORIGINS_LONGEST = 4000
@@ -193,7 +201,8 @@ def update(
     ``allowed_origins`` is text, one origin per line or space; ``welcome_enabled`` turns the
     welcome mail on; ``reminder_hours`` (hours, empty or None for none) sets the one
     reminder of an unconfirmed signup; ``language``, ``pin_language``, ``disposable_policy``
-    and ``role_policy`` as ``Newsletter`` says.
+    and ``role_policy`` as ``Newsletter`` says; ``accent_color`` (#rrggbb), ``logo_url`` and
+    ``site_url`` brand its pages, embeds and mails (empty: none).
     """
     forget()  # this process's public pages serve the change once it is committed
     unknown = set(settings) - set(TEXTS) - set(OTHER_SETTINGS)
@@ -212,6 +221,7 @@ def update(
     }
     if "language" in settings:
         choices["language"] = check_language(settings["language"])
+    branding = {f: _BRANDING_CHECKS[f](settings[f]) for f in BRANDING if f in settings}
     language = check_language(
         texts_language or choices.get("language") or newsletter.language or "en"
     )
@@ -225,7 +235,7 @@ def update(
         else:
             # An empty description is just empty.
             setattr(newsletter, field, value or "" if field == "description" else value)
-    for field, value in choices.items():
+    for field, value in (choices | branding).items():
         setattr(newsletter, field, value)
     for field in ("is_public", "welcome_enabled", "pin_language"):
         if field in settings:
@@ -396,6 +406,70 @@ def counts(session: Session, newsletter_ids: list[int]) -> dict[int, dict[Status
         for (nid, status), n in zip(chunk, counted, strict=True):
             found[nid][status] = n
     return found
+
+
+def check_accent_color(value: str | None) -> str | None:
+    """Return a ``#rrggbb`` colour (lower case), None for none; else raise ``CatalogueError``."""
+    value = (value or "").strip().lower()
+    if not value:
+        return None
+    if len(value) == 4 and ACCENT.fullmatch("#" + "".join(c * 2 for c in value[1:])):
+        value = "#" + "".join(c * 2 for c in value[1:])  # #f60 is #ff6600
+    if not ACCENT.fullmatch(value):
+        raise CatalogueError(
+            "accent_color",
+            _("Accent colour: give it as #rrggbb (for example #0b57d0), or leave it empty."),
+        )
+    return value
+
+
+def check_logo_url(value: str | None) -> str | None:
+    """Return the logo's URL (https, or http on this machine), None for none; else raise."""
+    return _web_address(
+        "logo_url",
+        value,
+        _("Logo: give the https:// address of an image (PNG, SVG or JPEG), or leave it empty."),
+    )
+
+
+def check_site_url(value: str | None) -> str | None:
+    """Return the publisher's site (an http or https URL), None for none; else raise."""
+    return _web_address(
+        "site_url",
+        value,
+        _("Site: give your site's address, such as https://www.example.com, or leave it empty."),
+        plain_http=True,
+    )
+
+
+def _web_address(field: str, value: str | None, rule: str, plain_http: bool = False) -> str | None:
+    """Check a URL readers' browsers will load or follow: http(s), a host, no user, no spaces.
+
+    Plain http is allowed for ``plain_http`` and, for anything, on this machine (a demo).
+    """
+    value = (value or "").strip()
+    if not value:
+        return None
+    if len(value) > URL_LONGEST or has_control_characters(value) or any(c.isspace() for c in value):
+        raise CatalogueError(field, rule)
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise CatalogueError(field, rule) from None
+    local = host in ("localhost", "::1") or host.startswith("127.")
+    schemes = ("https", "http") if plain_http or local else ("https",)
+    if parts.scheme.lower() not in schemes or not host or parts.username or parts.password:
+        raise CatalogueError(field, rule)
+    return value
+
+
+_BRANDING_CHECKS = {
+    "accent_color": check_accent_color,
+    "logo_url": check_logo_url,
+    "site_url": check_site_url,
+}
 
 
 def _claim_slug(session: Session, newsletter: Newsletter, slug: str) -> None:

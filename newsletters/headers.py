@@ -21,13 +21,16 @@ from flask import Flask, current_app, g, request
 ATTRIBUTE = "security_headers"
 
 # Only this product's own files: no inline script or style (so no style="" attributes and no
-# onclick=), nothing from elsewhere. A template that really needs an inline <script> or
-# <style> gives it nonce="{{ csp_nonce() }}". No form-action: the hosted form may send a
-# reader back to a publisher's allowed return URL, and form-action would block that redirect.
+# onclick=), nothing from elsewhere but https images (a newsletter's logo). A template that
+# really needs an inline <script> or <style> gives it nonce="{{ csp_nonce() }}". No
+# form-action: the hosted form may send a reader back to a publisher's allowed return URL,
+# and form-action would block that redirect.
 BASE_POLICY = (
     "default-src 'self'",
     "script-src 'self'{nonce}",
     "style-src 'self'{nonce}",
+    # A newsletter's logo (its branding) is an https image from the publisher's site.
+    "img-src 'self' https:",
     "object-src 'none'",
     "base-uri 'none'",
 )
@@ -43,6 +46,8 @@ class Policy:
     referrer: str | None = None
     # Replaces whatever Cache-Control the view set.
     cache_control: str | None = None
+    # Whole directives added to the CSP, of names BASE_POLICY does not use (``worker-src``).
+    extra: tuple[str, ...] | None = None
 
 
 DEFAULT = Policy(
@@ -94,7 +99,8 @@ def add_security_headers(response):
         ancestors = ancestors() or DEFAULT.frame_ancestors
     nonce = f" 'nonce-{g.csp_nonce}'" if "csp_nonce" in g else ""
     directives = [d.format(nonce=nonce) for d in BASE_POLICY]
-    response.headers["Content-Security-Policy"] = "; ".join([*directives, ancestors])
+    extra = list(policy.extra or ())
+    response.headers["Content-Security-Policy"] = "; ".join([*directives, *extra, ancestors])
     response.headers["Referrer-Policy"] = policy.referrer
     if policy.cache_control:
         response.headers["Cache-Control"] = policy.cache_control

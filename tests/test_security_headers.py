@@ -210,3 +210,16 @@ def test_an_inline_script_with_the_requests_nonce_is_allowed_and_each_request_ge
         seen.add(nonce)
     assert len(seen) == 2 and all(len(n) >= 22 for n in seen)
     assert policy(client.get("/healthz"))["script-src"] == ["'self'"]
+
+
+def test_the_favicon_is_served_where_browsers_look_and_where_pages_point(client):
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200
+    assert icon.mimetype in ("image/vnd.microsoft.icon", "image/x-icon")
+    assert icon.data[:4] == b"\x00\x00\x01\x00"  # an ICO holding one image
+    icon.close()
+    page = client.get("/").get_data(as_text=True)
+    assert 'rel="icon" href="/static/favicon.svg"' in page
+    svg = client.get("/static/favicon.svg")
+    assert svg.status_code == 200 and svg.mimetype == "image/svg+xml"
+    svg.close()

@@ -100,6 +100,19 @@ class NewsletterForm(FlaskForm):
         _l("Allowed embed origins (one per line, e.g. https://www.example.com; empty: any page)"),
         render_kw={"maxlength": catalogue.ORIGINS_LONGEST},
     )
+    # Branding: parsed as text, checked by the catalogue (as the CLI's are).
+    accent_color = StringField(
+        _l("Accent colour of buttons and links (#rrggbb; empty: the standard blue)"),
+        render_kw={"maxlength": 7, "placeholder": "#0b57d0", "autocomplete": "off"},
+    )
+    logo_url = StringField(
+        _l("Logo (the https:// address of an image; empty: none)"),
+        render_kw={"maxlength": catalogue.URL_LONGEST, "inputmode": "url"},
+    )
+    site_url = StringField(
+        _l("Your site (readers are sent back there after signing up; empty: none)"),
+        render_kw={"maxlength": catalogue.URL_LONGEST, "inputmode": "url"},
+    )
     sender_name = _text("sender_name")
     confirm_body = _text(
         "confirm_body",

@@ -1,7 +1,19 @@
 """Public pages: the signup forms, the thank-you pages, confirmation and unsubscription."""
 
+from email.utils import parseaddr
+
 import sqlalchemy as sa
-from flask import Blueprint, abort, g, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import BadRequest
@@ -24,7 +36,7 @@ MAX_NEWSLETTERS_PER_SIGNUP = 50
 
 @bp.get("/")
 def index():
-    """Show every public newsletter with its own signup form, and one form for several."""
+    """Show one signup form with a box to tick for each public newsletter."""
     return _index()
 
 
@@ -134,6 +146,9 @@ def thanks(slug):
         title=newsletter.text("success_title"),
         text=newsletter.text("success_text"),
         names=[newsletter.name],
+        newsletter=newsletter,
+        sender=mail_sender([newsletter]),
+        site=newsletter.site_url,
     )
 
 
@@ -141,13 +156,26 @@ def thanks(slug):
 def thanks_many():
     """Show the success message after a signup to several newsletters."""
     slugs = [s for s in request.args.getlist("n")[:MAX_NEWSLETTERS_PER_SIGNUP] if _may_exist(s)]
-    names = list(db.session().scalars(sa.select(Newsletter.name).where(Newsletter.slug.in_(slugs))))
+    chosen = list(db.session().scalars(sa.select(Newsletter).where(Newsletter.slug.in_(slugs))))
+    # Back to the publisher's site when the newsletters signed up to name one site.
+    sites = {n.site_url for n in chosen if n.site_url}
     return render_template(
         "subscriptions/thanks.html",
         title=default_text("success_title"),
-        text=success_text(len(names)),
-        names=names,
+        text=success_text(len(chosen)),
+        names=[n.name for n in chosen],
+        brand=chosen[0] if len(chosen) == 1 else None,
+        sender=mail_sender(chosen),
+        site=sites.pop() if len(sites) == 1 else None,
     )
+
+
+def mail_sender(newsletters: list[Newsletter]) -> str:
+    """Return who the confirmation mail comes from, as the reader's inbox will show it."""
+    name, address = parseaddr(current_app.config["MAIL_FROM"])
+    if len(newsletters) == 1:
+        name = newsletters[0].text("sender_name") or newsletters[0].name
+    return f"{name} <{address}>" if name else address
 
 
 @bp.after_request
@@ -192,7 +220,9 @@ def confirm(token):
         session.rollback()
         return _confirm_page(services.confirmation_token(session, token), token, exc.message, 400)
     session.commit()
-    return render_template("subscriptions/confirmed.html", token=confirmed, secret=token)
+    return render_template(
+        "subscriptions/confirmed.html", token=confirmed, secret=token, brand=_brand(confirmed)
+    )
 
 
 def _confirm_page(token, secret: str, error: str | None = None, status: int = 200):
@@ -204,6 +234,7 @@ def _confirm_page(token, secret: str, error: str | None = None, status: int = 20
         # A signup to several newsletters: the reader may untick those they do not want.
         choosing=pending if len(pending) > 1 else None,
         error=error,
+        brand=_brand(token),
     )
     return page, status
 
@@ -215,7 +246,11 @@ def unsubscribe_page(token):
     subscription = services.unsubscribe_target(db.session(), token)
     i18n.speak_to([subscription])
     return render_template(
-        "subscriptions/unsubscribe.html", subscription=subscription, secret=token, done=False
+        "subscriptions/unsubscribe.html",
+        subscription=subscription,
+        secret=token,
+        done=False,
+        brand=subscription.newsletter,
     )
 
 
@@ -238,7 +273,11 @@ def unsubscribe(token):
     if one_click or wants_json():
         return jsonify(status=str(Status.UNSUBSCRIBED), newsletter=subscription.newsletter.slug)
     return render_template(
-        "subscriptions/unsubscribe.html", subscription=subscription, secret=token, done=True
+        "subscriptions/unsubscribe.html",
+        subscription=subscription,
+        secret=token,
+        done=True,
+        brand=subscription.newsletter,
     )
 
 
@@ -258,7 +297,15 @@ def already_confirmed(exc: services.AlreadyConfirmed):
     message = _("You are already subscribed to %(names)s.", names=", ".join(standing))
     if wants_json():
         return jsonify(status=str(Status.CONFIRMED), message=message)
-    return render_template("subscriptions/confirmed.html", token=exc.token, already=message)
+    return render_template(
+        "subscriptions/confirmed.html", token=exc.token, already=message, brand=_brand(exc.token)
+    )
+
+
+def _brand(token) -> Newsletter | None:
+    """Return the newsletter whose look a confirmation link's pages wear: its only one."""
+    newsletters = {s.newsletter_id: s.newsletter for s in token.subscriptions}
+    return next(iter(newsletters.values())) if len(newsletters) == 1 else None
 
 
 def newsletter_or_404(slug: str) -> Newsletter:
@@ -312,12 +359,9 @@ def _chosen_newsletters() -> list[Newsletter]:
 
 def _index(several: dict | None = None, status: int = 200):
     if several is None:
-        page = attribution.this_page()
         public = catalogue.published().public
-        for newsletter in public:
-            counters.view([newsletter.id], Source.HOSTED, page)
-        if len(public) > 1:  # the form for several at once is shown too
-            counters.view([n.id for n in public], Source.SEVERAL, page)
+        if public:  # one form, a box to tick per newsletter
+            counters.view([n.id for n in public], Source.SEVERAL, attribution.this_page())
     page = render_template(
         "subscriptions/index.html",
         newsletters=catalogue.published().public,

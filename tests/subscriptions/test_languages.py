@@ -155,7 +155,7 @@ def test_the_index_and_the_several_at_once_form_speak_the_browsers_language(
     session.commit()
     page = client.get("/", headers=UKRAINIAN).get_data(as_text=True)
     assert html_lang(page) == "uk"
-    assert in_ukrainian(app, "Several at once") in page
+    assert in_ukrainian(app, "Choose your newsletters") in page
     refused = client.post("/subscribe", data={"email": "x@example.com"}, headers=UKRAINIAN)
     assert refused.status_code == 400
     assert in_ukrainian(app, "Choose at least one newsletter.") in refused.get_data(True)

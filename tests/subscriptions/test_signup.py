@@ -1,11 +1,19 @@
 """Signing up: forms and JSON, validation, identical answers, throttles, evidence."""
 
+import re
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
-from newsletters.models import ConsentEvent, OutboxMessage, Status, Subscriber, Subscription
+from newsletters.models import (
+    ConsentEvent,
+    Newsletter,
+    OutboxMessage,
+    Status,
+    Subscriber,
+    Subscription,
+)
 
 
 def subscriptions(session):
@@ -16,13 +24,28 @@ def outbox_rows(session):
     return session.scalars(sa.select(OutboxMessage)).all()
 
 
-def test_index_shows_each_public_newsletter_with_the_default_form_texts(client, newsletter):
+def test_index_offers_one_form_with_a_box_to_tick_for_each_public_newsletter(
+    client, newsletter, session
+):
+    session.add(Newsletter(slug="weekly", name="Weekly", description="Every Friday."))
+    session.add(Newsletter(slug="hidden", name="Hidden", is_public=False))
+    session.commit()
     page = client.get("/").get_data(as_text=True)
-    assert "Morning Briefing" in page
+    assert page.count('type="email"') == 1
+    assert page.count('action="/subscribe"') == 1
+    boxes = re.findall(r'<input type="checkbox" name="newsletter" value="([^"]+)"', page)
+    assert boxes == ["briefing", "weekly"]
+    assert "Morning Briefing" in page and "Every Friday." in page and "Hidden" not in page
     assert 'placeholder="Enter your email to subscribe"' in page
     assert ">Subscribe</button>" in page
     assert "* indicates required" in page
-    assert 'action="/n/briefing/subscribe"' in page
+    # Each newsletter's own page is a link away.
+    assert 'href="/n/briefing"' in page and 'href="/n/weekly"' in page
+
+
+def test_index_ticks_the_only_newsletter_there_is(client, newsletter):
+    page = client.get("/").get_data(as_text=True)
+    assert 'value="briefing" checked' in page
 
 
 def test_form_signup_redirects_to_the_thank_you_page(client, newsletter, session):
