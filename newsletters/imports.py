@@ -149,15 +149,17 @@ def import_csv(
     *,
     send_confirmation: bool = False,
     progress: Callable[[int], None] | None = None,
+    report: ImportReport | None = None,
 ) -> ImportReport:
     """Import the rows of a CSV into ``newsletter``'s list and report what became of each.
 
     Rows keep the consent evidence they bring. With ``send_confirmation``, pending rows go
     through the signup processor as well: pending again as of now, with a confirmation mail
     unless a throttle holds it back. ``progress`` is called with the number of lines read
-    since its last call. Raises ``ImportRefused`` if the file as a whole is unusable.
+    since its last call; it may read ``report``, the report being filled, if the caller gave
+    one. Raises ``ImportRefused`` if the file as a whole is unusable.
     """
-    report = ImportReport()
+    report = ImportReport() if report is None else report
     reader = csv.reader(lines)
     now = utcnow()
     try:
@@ -203,6 +205,18 @@ def import_csv(
         progress(end - reported)
     report.refused.sort(key=lambda refused: refused.line)
     return report
+
+
+def check_header(lines: Iterable[str]) -> None:
+    """Raise ``ImportRefused`` if the file's header row is one ``import_csv`` would refuse."""
+    reader = csv.reader(lines)
+    try:
+        _header(reader, ImportReport())
+    except csv.Error as exc:
+        raise ImportRefused(
+            f"Line {reader.line_num} cannot be read as CSV ({exc}); "
+            "look for a quote that is never closed."
+        ) from None
 
 
 def _header(reader, report: ImportReport) -> tuple[dict[str, int], int]:

@@ -728,8 +728,12 @@ class ImportJob(Base):
     filename: Mapped[str] = mapped_column(sa.String(255), default="")
     # queued → running → done or failed (refused: the report says why).
     state: Mapped[str] = mapped_column(sa.String(10), default="queued", index=True)
-    content: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    # Loaded only by the worker that runs the job: a list of jobs never reads the files.
+    content: Mapped[bytes | None] = mapped_column(sa.LargeBinary, deferred=True)
     size: Mapped[int] = mapped_column(default=0)
+    # The file's lines, counted at the upload: what rows_done goes up to.
+    lines: Mapped[int] = mapped_column(default=0)
+    send_confirmation: Mapped[bool] = mapped_column(default=False)
     rows_done: Mapped[int] = mapped_column(default=0)
     refused: Mapped[int] = mapped_column(default=0)
     # The finished import's report (counts, refused rows as shown), or why it failed.
@@ -739,6 +743,8 @@ class ImportJob(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Renewed while a worker holds the job: a job whose worker died is taken again after a while.
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Claims so far: the one a worker took is its fence (only it may finish the job).
+    attempts: Mapped[int] = mapped_column(default=0)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     newsletter: Mapped[Newsletter] = relationship()

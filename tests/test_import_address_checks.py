@@ -11,6 +11,7 @@ import dns.resolver
 import pytest
 import sqlalchemy as sa
 
+from newsletters import import_jobs
 from newsletters.models import Newsletter, OutboxMessage, Subscriber, Subscription
 from tests import test_address_checks as dns_tests
 from tests.admin import conftest as admin_tests
@@ -137,6 +138,10 @@ def test_the_import_page_flags_rows_and_shows_each_refusal_with_why(
         },
         content_type="multipart/form-data",
     )
+    assert response.status_code == 303
+    with client.application.app_context():
+        import_jobs.run_round()
+    response = client.get(response.location)
 
     assert response.status_code == 200
     text = response.get_data(as_text=True)

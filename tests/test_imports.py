@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.dialects.sqlite import pysqlite
 
-from newsletters import cli, db, editors, exports, imports
+from newsletters import cli, db, editors, exports, import_jobs, imports
 from newsletters.db import UTCDateTime
 from newsletters.models import (
     ConsentEvent,
@@ -890,11 +890,17 @@ def editor_client(app, client, newsletter):
 
 
 def upload(client, content: bytes, **fields):
-    return client.post(
+    """Upload ``content``; once queued, run the job as the worker does and return its page."""
+    response = client.post(
         "/admin/n/briefing/import",
         data={"file": (io.BytesIO(content), "list.csv"), **fields},
         content_type="multipart/form-data",
     )
+    if response.status_code != 303:
+        return response
+    with client.application.app_context():
+        import_jobs.run_round()
+    return client.get(response.location)
 
 
 @pytest.mark.settings(WTF_CSRF_ENABLED=False)

@@ -20,7 +20,7 @@ from flask import Flask, current_app
 from jinja2 import TemplateError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from .. import db, reader_mails
+from .. import db, import_jobs, reader_mails
 from ..models import OutboxKind, OutboxMessage, OutboxState
 from ..subscriptions import links, processing
 from ..webhooks import delivery as webhook_delivery
@@ -398,9 +398,10 @@ def run(
     """Process signups and deliver the outbox: drain both and return (``once``), or until ``stop``.
 
     Each round processes the waiting signup requests, delivers the due mail, then the webhooks'
-    (``webhooks.delivery.run_round``); a round that found nothing to do waits for a signup's
-    wake-up or WORKER_POLL_SECONDS. A database error ends that part of the round (rolled back,
-    tried again next round), never the worker. While the mail server cannot be used at all,
+    (``webhooks.delivery.run_round``), then the lists editors uploaded (``import_jobs``); a
+    round that found nothing to do waits for a signup's wake-up or WORKER_POLL_SECONDS. A
+    database error ends that part of the round (rolled back, tried again next round), never
+    the worker. While the mail server cannot be used at all,
     delivery pauses between attempts for a time that doubles from the poll interval up to a
     minute, while signups are still processed.
     Returns the mail's counts by outcome (see ``Delivery.deliver_due``).
@@ -449,6 +450,11 @@ def run(
             # Webhooks after the mail: a receiver's timeouts must not hold confirmations back.
             try:
                 busy = webhook_delivery.run_round(report, budget) or busy
+            except DBAPIError as exc:
+                _database_error(exc, poll, report)
+            # Lists uploaded by editors last: a job runs to its end once started.
+            try:
+                busy = import_jobs.run_round(report, budget) or busy
             except DBAPIError as exc:
                 _database_error(exc, poll, report)
             if once:

@@ -34,6 +34,8 @@ def upgrade():
         sa.Column("state", sa.String(length=10), nullable=False),
         sa.Column("content", sa.LargeBinary(), nullable=True),
         sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("lines", sa.Integer(), nullable=False),
+        sa.Column("send_confirmation", sa.Boolean(), nullable=False),
         sa.Column("rows_done", sa.Integer(), nullable=False),
         sa.Column("refused", sa.Integer(), nullable=False),
         sa.Column("report", sa.JSON(), nullable=True),
@@ -41,6 +43,7 @@ def upgrade():
         sa.Column("created_at", newsletters.db.UTCDateTime(), nullable=False),
         sa.Column("started_at", newsletters.db.UTCDateTime(), nullable=True),
         sa.Column("heartbeat_at", newsletters.db.UTCDateTime(), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("finished_at", newsletters.db.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["editor_id"],
