@@ -5,7 +5,9 @@ installed into ``tests/browser/tools/node_modules`` (git-ignored) by ``make chec
 .ci/run calls: nothing is downloaded while the tests run. vnu runs with the machine's Java.
 """
 
+import functools
 import json
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -63,6 +65,11 @@ def require_tools() -> None:
         )
 
 
+@functools.cache
+def _axe_source() -> str:
+    return AXE_JS.read_text(encoding="utf-8")
+
+
 @dataclass
 class Findings:
     """What the checkers found, page by page: axe's violations, focus and language problems.
@@ -72,6 +79,8 @@ class Findings:
     """
 
     folder: Path
+    # Where ``screenshot`` writes (test-artifacts/), or None for no screenshots.
+    screenshots: Path | None = None
     problems: list[str] = field(default_factory=list)
     documents: dict[Path, str] = field(default_factory=dict)
     checked: list[str] = field(default_factory=list)
@@ -82,9 +91,17 @@ class Findings:
         path.write_text(html, encoding="utf-8")
         self.documents[path] = label
 
+    def screenshot(self, page, label: str) -> None:
+        """Save what ``page`` shows now as ``a11y-<label>-<width>.png``, to look at."""
+        if self.screenshots is None:
+            return
+        name = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")[:60]
+        width = page.viewport_size["width"]
+        page.screenshot(path=str(self.screenshots / f"a11y-{name}-{width}.png"), full_page=True)
+
     def axe(self, page, label: str) -> None:
         """Run axe-core's WCAG 2.2 AA rules over ``page`` and its frames; keep each violation."""
-        source = AXE_JS.read_text(encoding="utf-8")
+        source = _axe_source()
         for frame in page.frames:
             # Evaluated, not added as a <script>: the pages' CSP allows only their own scripts.
             if not frame.evaluate("() => typeof window.axe === 'object'"):

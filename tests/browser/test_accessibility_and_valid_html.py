@@ -119,16 +119,12 @@ def a_day_passes(session) -> None:
 
 
 @pytest.fixture
-def walk(app, client, session, live_server, publisher_site, smtp_server, tmp_path):
+def walk(app, client, session, live_server, publisher_site, smtp_server, tmp_path, artifacts):
     """Set up two newsletters, an admin and an editor, and a publisher's page of the embeds."""
     require_tools()
     root, site = publisher_site
     app.config["BASE_URL"] = live_server
     app.config["MAIL_URL"] = smtp_server.url
-    (root / "logo.svg").write_text(
-        '<svg xmlns="http://www.w3.org/2000/svg" width="96" height="48">'
-        '<rect width="96" height="48" fill="#8a1538"/></svg>'
-    )
     session.add_all(
         [
             Newsletter(
@@ -138,7 +134,9 @@ def walk(app, client, session, live_server, publisher_site, smtp_server, tmp_pat
                 welcome_enabled=True,
                 reminder_hours=24,
                 accent_color="#8a1538",
-                logo_url=f"{site}/logo.svg",
+                # The pages allow images of their own origin and https ones: in production a
+                # logo is the publisher's https image; here, one the app serves itself.
+                logo_url=f"{live_server}/static/favicon.svg",
                 site_url=f"{site}/article.html",
                 allowed_origins=site,
             ),
@@ -157,7 +155,7 @@ def walk(app, client, session, live_server, publisher_site, smtp_server, tmp_pat
         db.session().commit()
     folder = tmp_path / "served"
     folder.mkdir()
-    return Findings(folder), site
+    return Findings(folder, screenshots=artifacts), site
 
 
 def served(findings, page, label, response, *, phone=False, focus=True, status=200):
@@ -175,6 +173,7 @@ def served(findings, page, label, response, *, phone=False, focus=True, status=2
     if phone:
         page.set_viewport_size(PHONE)
         findings.axe(page, f"{label} at 390 px")
+        findings.screenshot(page, label)
         page.set_viewport_size(DESKTOP)
 
 
