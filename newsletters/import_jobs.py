@@ -131,19 +131,30 @@ def claim(session: Session) -> tuple[int, int] | None:
     """
     now = utcnow()
     stale_before = now - STALE_AFTER
-    session.execute(
-        sa.update(ImportJob)
+    candidates = session.execute(
+        sa.select(ImportJob.id, ImportJob.attempts)
         .where(
-            ImportJob.state == RUNNING,
-            ImportJob.heartbeat_at < stale_before,
-            ImportJob.attempts >= MAX_ATTEMPTS,
+            sa.or_(
+                ImportJob.state == QUEUED,
+                sa.and_(ImportJob.state == RUNNING, ImportJob.heartbeat_at < stale_before),
+            )
         )
-        .values(state=FAILED, error=ABANDONED, content=None, finished_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    candidates = session.scalars(
-        sa.select(ImportJob.id).where(_takeable(stale_before)).order_by(ImportJob.id).limit(5)
+        .order_by(ImportJob.id)
+        .limit(5)
     ).all()
+    abandoned = [job_id for job_id, attempts in candidates if attempts >= MAX_ATTEMPTS]
+    if abandoned:
+        session.execute(
+            sa.update(ImportJob)
+            .where(
+                ImportJob.id.in_(abandoned),
+                ImportJob.state == RUNNING,
+                ImportJob.heartbeat_at < stale_before,
+            )
+            .values(state=FAILED, error=ABANDONED, content=None, finished_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    candidates = [job_id for job_id, attempts in candidates if attempts < MAX_ATTEMPTS]
     for job_id in candidates:
         attempt = session.scalar(
             sa.update(ImportJob)
