@@ -2,7 +2,8 @@
 
 The worker runs in a thread of the test's process, as ``make run`` runs it. It is held after
 its first batch until the browser has shown that batch's count and been reloaded (so the
-test sees the page mid-way without a sleep), then let go; the page finds the end by itself.
+test sees the page mid-way without a sleep), then let go; the page finds the end by itself,
+with JavaScript (polling) and without (a refresh every few seconds).
 PostgreSQL only: there the counts are committed while the import's transaction is open (on
 SQLite the import holds the write lock and the page waits for its end; see import_jobs.py).
 """
@@ -98,10 +99,19 @@ def test_an_editor_uploads_a_list_and_follows_the_import_to_its_report(
     assert page.locator("progress").get_attribute("max") == str(ROWS + 1)
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
 
+    # Without JavaScript, the same page (same login) reloads itself instead.
+    plain = browser.new_context(viewport=PHONE, java_script_enabled=False)
+    plain.add_cookies(context.cookies())
+    plain_page = plain.new_page()
+    plain_page.goto(job_url)
+    assert plain_page.locator('[data-field="rows_done"]').inner_text() == str(FIRST_BATCH_ENDS)
+
     release.set()
     # The page notices the end by itself and comes back with the report.
     report = page.get_by_role("heading", name="Import report")
     report.wait_for(timeout=30_000)
+    plain_page.get_by_role("heading", name="Import report").wait_for(timeout=30_000)
+    plain.close()
     refused = ROWS // 250
     text = page.locator("main").inner_text()
     assert f"{ROWS - refused:,} rows taken, 0 already on the list (left unchanged), " in text
