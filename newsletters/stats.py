@@ -2,7 +2,7 @@
 
 Everything is counted in SQL; days are UTC days, the same as the stored timestamps. A period
 (30, 90 or 365 days) starts no earlier than the newsletter's first event, and a span longer
-than WEEKLY_AFTER days is drawn a point per week (Monday to Sunday, as ISO 8601 has them).
+than WEEKLY_AFTER days is drawn a point per seven days, counted back from today.
 """
 
 from dataclasses import dataclass
@@ -134,12 +134,15 @@ def shown_days(
     """Return the days of the period that the dashboard shows: from where the data starts.
 
     A newsletter whose first signup was 12 days ago shows 12 days of a 90-day period, not 78
-    empty ones before them; one without any event shows none.
+    empty ones before them; one without any event shows none. A span counted per week is
+    whole weeks back from today (365 days: 53 weeks, 371 days), so that no week is cut short.
     """
     asked = period(days, today)
     start = first_day(session, newsletter)
     if start is None or start > asked[-1]:
         return []
+    if (asked[-1] - max(start, asked[0])).days + 1 > WEEKLY_AFTER:
+        asked = period(7 * -(-days // 7), today)
     return [day for day in asked if day >= start]
 
 
@@ -168,39 +171,41 @@ def confirmation_rate(
 def series(session: Session, newsletter: Newsletter, days: list[date], period: int) -> Series:
     """Return the signups, confirmations and unsubscribes of ``days``, per day or per week.
 
-    One statement counts all three, grouped by UTC day, or by the Monday of the week when the
-    span is longer than WEEKLY_AFTER days. Every day or week of the span has a point, zeros
-    included; the first and the last week cover only the span's days.
+    One statement counts all three, grouped by UTC day, or, when the span is longer than
+    WEEKLY_AFTER days, by seven days back from the last day: the last point is the last seven
+    days, never a week just begun. Every day or week of the span has a point, zeros included;
+    only the first week can be shorter, where the data starts.
     """
     step = "week" if len(days) > WEEKLY_AFTER else "day"
     if not days:
         return Series(period, step, [])
     start, end = _bounds(days)
+    size = 7 if step == "week" else 1
+    last_day = days[-1]
     events = sa.union_all(
         *(
             sa.select(
-                _bucket(session, column, step).label("bucket"),
+                (_days_before(session, last_day, column) // size).label("back"),
                 sa.literal_column(str(kind)).label("kind"),
             ).where(Subscription.newsletter_id == newsletter.id, column >= start, column < end)
             for kind, (_key, column, _label) in enumerate(SERIES)
         )
     ).subquery()
     counted = sa.select(
-        events.c.bucket,
+        events.c.back,
         *(
             sa.func.count(sa.case((events.c.kind == kind, 1))).label(key)
             for kind, (key, _column, _label) in enumerate(SERIES)
         ),
-    ).group_by(events.c.bucket)
-    found = {_as_date(row.bucket): row for row in session.execute(counted)}
+    ).group_by(events.c.back)
+    found = {int(row.back): row for row in session.execute(counted)}
     points = []
-    for first in days if step == "day" else _mondays(days[0], days[-1]):
-        last = first if step == "day" else first + timedelta(days=6)
-        row = found.get(first)
+    for back in range(((last_day - days[0]).days) // size, -1, -1):
+        row = found.get(back)
         points.append(
             Point(
-                max(first, days[0]),
-                min(last, days[-1]),
+                max(last_day - timedelta(days=back * size + size - 1), days[0]),
+                last_day - timedelta(days=back * size),
                 **({key: getattr(row, key) for key, _c, _l in SERIES} if row else {}),
             )
         )
@@ -217,34 +222,22 @@ def daily(session: Session, newsletter: Newsletter, days: list[date]) -> list[Da
     ]
 
 
-def _mondays(first: date, last: date) -> list[date]:
-    monday = first - timedelta(days=first.weekday())
-    return [monday + timedelta(weeks=n) for n in range((last - monday).days // 7 + 1)]
-
-
-def _as_date(value) -> date:
-    # SQLite's date() hands back text where the driver does not know the column's type.
-    return date.fromisoformat(value) if isinstance(value, str) else value
-
-
 def _bounds(days: list[date]) -> tuple[datetime, datetime]:
     """Return the first instant of the first day and the first instant after the last one."""
     start = datetime.combine(days[0], time(), UTC)
     return start, datetime.combine(days[-1] + timedelta(days=1), time(), UTC)
 
 
-def _bucket(session: Session, column, step: str) -> sa.ColumnElement:
-    """Return the UTC day of ``column``, or the Monday of its week."""
+def _days_before(session: Session, last_day: date, column) -> sa.ColumnElement:
+    """Return how many UTC days ``column``'s day is before ``last_day`` (0 on that day)."""
     # Timestamps are stored as naive UTC: SQLite keeps them as text, whose date() is the UTC
     # day; PostgreSQL keeps a timestamp without time zone, whose cast to date is too.
     if session.get_bind().dialect.name == "sqlite":
-        # 'weekday 0' moves on to the next Sunday (a Sunday stays), and six days back is the
-        # Monday that begins its week.
-        modifiers = ("weekday 0", "-6 days") if step == "week" else ()
-        return sa.func.date(column, *modifiers, type_=sa.Date)
-    if step == "week":
-        return sa.cast(sa.func.date_trunc("week", column), sa.Date)
-    return sa.cast(column, sa.Date)
+        return sa.cast(
+            sa.func.julianday(last_day.isoformat()) - sa.func.julianday(sa.func.date(column)),
+            sa.Integer,
+        )
+    return sa.literal(last_day, sa.Date) - sa.cast(column, sa.Date)
 
 
 @dataclass(frozen=True)

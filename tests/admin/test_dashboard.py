@@ -177,17 +177,18 @@ def test_a_period_after_quiet_months_shows_all_its_days(app, session, newsletter
     assert (rate.signups, rate.percent) == (0, None)
 
 
-def test_a_long_span_is_counted_per_week_from_monday_to_sunday(app, session, newsletter):
-    today = date(2025, 3, 31)  # a Monday
-    first = date(2024, 6, 5)  # a Wednesday: its week is cut to Wednesday to Sunday
+def test_a_long_span_is_counted_per_seven_days_back_from_today(app, session, newsletter):
+    today = date(2025, 3, 31)
+    first = date(2024, 6, 5)  # 299 days before today: its week is cut to 5 to 10 June
     events = [
-        ("wed@x.org", at(first, 0, 0, 0)),
-        ("sunday-night@x.org", at(date(2024, 6, 9), 23, 59, 59)),
-        ("monday-morning@x.org", at(date(2024, 6, 10), 0, 0, 0)),
-        # Across the new year: Tuesday 31 December and Sunday 5 January share a week.
-        ("new-year-eve@x.org", at(date(2024, 12, 31))),
-        ("new-year-sunday@x.org", at(date(2025, 1, 5), 22)),
-        ("last-sunday@x.org", at(date(2025, 3, 30), 23, 30)),
+        ("first@x.org", at(first, 0, 0, 0)),
+        ("week-end@x.org", at(date(2024, 6, 10), 23, 59, 59)),
+        ("next-week@x.org", at(date(2024, 6, 11), 0, 0, 0)),
+        # Across the new year: 31 December to 6 January is one week.
+        ("new-year-eve@x.org", at(date(2024, 12, 31), 0, 0, 0)),
+        ("new-year@x.org", at(date(2025, 1, 6), 23)),
+        ("day-before-the-last-week@x.org", at(date(2025, 3, 24), 23, 59, 59)),
+        ("last-week@x.org", at(date(2025, 3, 25), 0, 0, 0)),
         ("today@x.org", at(today, 8)),
     ]
     for email, moment in events:
@@ -198,45 +199,45 @@ def test_a_long_span_is_counted_per_week_from_monday_to_sunday(app, session, new
         "confirmed@x.org",
         Status.CONFIRMED,
         optin_at=at(date(2025, 1, 1)),
-        confirmed_at=at(date(2025, 1, 6)),
+        confirmed_at=at(date(2025, 1, 7)),
     )
 
     series, rate = numbers(app, "briefing", today, 365)
 
     assert series.step == "week"
-    # Mondays from 3 June 2024 to 31 March 2025: 44 weeks, the last of them today alone.
-    assert len(series.points) == 44
-    assert [p.first.weekday() for p in series.points[1:]] == [0] * 43
-    assert (series.first, series.last, series.days) == (first, today, 300)
+    # 300 days: a first week of six days, then 42 of seven, the last ending today.
+    assert (len(series.points), series.first, series.last, series.days) == (43, first, today, 300)
+    assert [p.days for p in series.points] == [6] + [7] * 42
     assert nonzero(series) == {
-        (first, date(2024, 6, 9)): (2, 0, 0),
-        (date(2024, 6, 10), date(2024, 6, 16)): (1, 0, 0),
-        (date(2024, 12, 30), date(2025, 1, 5)): (3, 0, 0),
-        (date(2025, 1, 6), date(2025, 1, 12)): (0, 1, 0),
-        (date(2025, 3, 24), date(2025, 3, 30)): (1, 0, 0),
-        (today, today): (1, 0, 0),
+        (first, date(2024, 6, 10)): (2, 0, 0),
+        (date(2024, 6, 11), date(2024, 6, 17)): (1, 0, 0),
+        (date(2024, 12, 31), date(2025, 1, 6)): (3, 0, 0),
+        (date(2025, 1, 7), date(2025, 1, 13)): (0, 1, 0),
+        (date(2025, 3, 18), date(2025, 3, 24)): (1, 0, 0),
+        (date(2025, 3, 25), today): (2, 0, 0),
     }
-    assert series.total("signups") == 8
-    assert (rate.signups, rate.confirmed) == (8, 1)
+    assert series.total("signups") == 9
+    assert (rate.signups, rate.confirmed) == (9, 1)
 
 
 def test_a_year_of_data_fills_53_weeks_and_a_quarter_stays_per_day(app, session, newsletter):
     today = date(2025, 3, 31)
     add(session, "briefing", "veteran@x.org", Status.PENDING, optin_at=at(date(2023, 5, 1)))
-    # The period's first day, a Monday, and the day before it, left out.
-    add(session, "briefing", "in@x.org", Status.PENDING, optin_at=at(date(2024, 4, 1), 0))
-    add(session, "briefing", "out@x.org", Status.PENDING, optin_at=at(date(2024, 3, 31), 23))
+    # The first day of the 53 weeks (371 days), and the day before it, left out.
+    add(session, "briefing", "in@x.org", Status.PENDING, optin_at=at(date(2024, 3, 26), 0))
+    add(session, "briefing", "out@x.org", Status.PENDING, optin_at=at(date(2024, 3, 25), 23))
 
-    year, _rate = numbers(app, "briefing", today, 365)
+    year, year_rate = numbers(app, "briefing", today, 365)
     quarter, _rate = numbers(app, "briefing", today, 90)
 
     assert (year.step, len(year.points), year.first, year.days) == (
         "week",
         53,
-        date(2024, 4, 1),
-        365,
+        date(2024, 3, 26),
+        371,
     )
-    assert nonzero(year) == {(date(2024, 4, 1), date(2024, 4, 7)): (1, 0, 0)}
+    assert nonzero(year) == {(date(2024, 3, 26), date(2024, 4, 1)): (1, 0, 0)}
+    assert year_rate.signups == 1
     assert (quarter.step, len(quarter.points), quarter.first) == ("day", 90, date(2025, 1, 1))
 
 
@@ -327,17 +328,16 @@ def test_dashboard_shows_counts_rate_chart_and_export_links(client, session, edi
 
 def test_dashboard_of_a_year_shows_weeks_in_its_table(client, session, editor):
     today = datetime.now(UTC).date()
-    monday = today - timedelta(days=today.weekday())
     add(session, "briefing", "a@x.org", Status.PENDING, optin_at=at(today - timedelta(days=400)))
-    add(session, "briefing", "b@x.org", Status.PENDING, optin_at=at(monday))
+    add(session, "briefing", "b@x.org", Status.PENDING, optin_at=at(today - timedelta(days=6)))
 
     page = client.get(DASHBOARD + "?days=365").get_data(as_text=True)
 
     assert '<a href="/admin/n/briefing/?days=365" aria-current="page">365 days</a>' in page
     assert "Signups, confirmations and unsubscribes per week" in page
     assert "The numbers per week" in page
-    last = f"{monday.isoformat()} – {today.isoformat()}" if monday != today else today.isoformat()
-    assert f'<th scope="row">{last}</th><td class="num">1</td>' in page
+    last_week = f"{(today - timedelta(days=6)).isoformat()} – {today.isoformat()}"
+    assert f'<th scope="row">{last_week}</th><td class="num">1</td>' in page
 
 
 def test_dashboard_of_a_young_newsletter_says_where_its_chart_starts(client, session, editor):
