@@ -201,9 +201,13 @@ def run(
 ) -> str | None:
     """Import job ``job_id`` as claimed by ``attempt`` and record how it ended; return its state.
 
-    None means another worker took the job meanwhile: this import was rolled back.
+    None means another worker took the job meanwhile (this import was rolled back), or its
+    newsletter was deleted, and the job with it.
     """
     job = session.get(ImportJob, job_id, options=[undefer(ImportJob.content)])
+    if job is None:
+        session.rollback()
+        return None
     result = imports.ImportReport()
     pulse = _Pulse(db.engine(), job_id, attempt, result)
     try:

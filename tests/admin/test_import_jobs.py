@@ -333,3 +333,17 @@ def test_only_the_newsletters_editors_see_its_imports(
     anonymous = app.test_client().get(f"/admin/n/briefing/imports/{job_id}.json")
     assert anonymous.status_code in (302, 303)
     assert "/admin/login" in anonymous.location
+
+
+def test_a_job_whose_newsletter_was_deleted_meanwhile_is_dropped(app, editor, session):
+    job_id = queued(editor, ("email,name\n" + rows(2)).encode())
+    with app.app_context():
+        claimed = import_jobs.claim(db.session())
+    session.execute(sa.delete(Newsletter).where(Newsletter.slug == "briefing"))
+    session.commit()
+
+    with app.app_context():
+        assert import_jobs.run(db.session(), *claimed, report=lambda line: None) is None
+
+    assert job_of(session, job_id) is None
+    assert count(session, Subscriber) == 0
