@@ -112,8 +112,10 @@ def test_the_thank_you_page_says_whose_mail_to_look_for_and_leads_back_to_the_si
 ):
     app.config["MAIL_FROM"] = "News Desk <news@example.org>"
     page = client.get("/n/briefing/thanks").get_data(as_text=True)
-    assert "Next: check your inbox" in page
-    assert "<strong>Morning Briefing &lt;news@example.org&gt;</strong>" in page
+    assert (
+        "Check your inbox for a mail from <strong>Morning Briefing &lt;news@example.org&gt;"
+        "</strong> and press the button in it." in page
+    )
     assert "Back to" not in page  # no site set: no way back to offer
     brand(session, site_url="https://www.example.com/news")
     page = client.get("/n/briefing/thanks").get_data(as_text=True)
@@ -151,3 +153,14 @@ def test_a_colour_written_past_the_checks_cannot_put_css_into_a_page(app, client
         db.session().commit()
     page = client.get("/n/briefing").get_data(as_text=True)
     assert "red;}" not in page and f"--accent: {colors.DEFAULT_ACCENT}" in page
+
+
+def test_the_cli_sets_the_branding_by_the_same_rules(runner, newsletter, session):
+    result = runner.invoke(args=["newsletter", "brand", "briefing", "--accent", "#F60"])
+    assert result.exit_code == 0, result.output
+    assert "accent_color\t#ff6600" in result.output
+    refused = runner.invoke(args=["newsletter", "brand", "briefing", "--logo", "http://x.org/l"])
+    assert refused.exit_code == 2
+    assert "Logo: give the https:// address" in refused.output
+    newsletter = saved(session)
+    assert (newsletter.accent_color, newsletter.logo_url) == ("#ff6600", None)
