@@ -1,16 +1,26 @@
 """The iframe page and the JS widget of a newsletter's signup form."""
 
-from flask import Blueprint, current_app, g, make_response, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    g,
+    make_response,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import attribution, catalogue, counters, db, headers, i18n, limits
+from .. import attribution, catalogue, colors, counters, db, headers, i18n, limits
 from ..links import external_url
 from ..models import DEFAULT_TEXTS, Newsletter, Source
 from ..subscriptions.entry import take_signup
 from ..subscriptions.views import newsletter_or_404, success_text
 from . import origins
+from .snippets import KINDS, snippets
 
 bp = Blueprint("embed", __name__)
 
@@ -77,6 +87,9 @@ def widget(slug):
         "asked": i18n.supported(request.args.get("lang")),
         "pinned": newsletter.pin_language,
         "maxLength": current_app.config["EMAIL_MAX_LENGTH"],
+        # The button's colour and the text that reads on it; a host's data-accent is checked
+        # against the same two text colours in the browser.
+        "accent": widget_accent(newsletter),
         "texts": {language: widget_texts(newsletter, language) for language in i18n.LANGUAGES},
         "newsletters": {n.slug: n.name for n in public},
     }
@@ -85,6 +98,51 @@ def widget(slug):
     response.cache_control.public = True
     response.cache_control.max_age = 300
     return response
+
+
+@bp.get("/embed/resize.js")
+def resize_script():
+    """Serve the optional host-page script that fits each signup iframe to its form.
+
+    One URL for every newsletter, cached a day by browsers and proxies: it holds no setting.
+    """
+    response = current_app.send_static_file("resize.js")
+    response.cache_control.no_cache = None  # static files' default: revalidate every time
+    response.cache_control.public = True
+    response.cache_control.max_age = 86400
+    return response
+
+
+@bp.get("/n/<slug>/embed/preview/<embed>")
+def preview(slug, embed):
+    """Show one ``embed`` (``form``, ``iframe`` or ``widget``) running on a page of its own.
+
+    The editors' settings page frames it, so that the embed looks as on a publisher's page,
+    untouched by the editors' stylesheet; its snippet is the very one they copy.
+    """
+    newsletter = newsletter_or_404(slug)
+    if embed not in KINDS:
+        message = _("There is no embed called %(embed)r: try form, iframe or widget.", embed=embed)
+        abort(404, description=message)
+    return render_template(
+        "embed/preview.html", newsletter=newsletter, snippet=snippets(newsletter)[embed]
+    )
+
+
+# The widget solves its challenge in a blob: worker there, as on a publisher's page.
+headers.declare(preview, headers.Policy(extra=("worker-src 'self' blob:",)))
+
+
+def widget_accent(newsletter: Newsletter) -> dict[str, str]:
+    """Return the widget's colours: the accent, its text, its link on white, the text pair."""
+    accent = colors.accent(newsletter)
+    return {
+        "accent": accent,
+        "text": colors.text_on(accent),
+        "link": colors.link_on_white(accent),
+        "light": colors.LIGHT_TEXT,
+        "dark": colors.DARK_TEXT,
+    }
 
 
 def widget_texts(newsletter: Newsletter, language: str) -> dict[str, str]:

@@ -5,8 +5,11 @@
  *   data-lang="uk"                    the page's language (as ?lang=uk on embed.js); the
  *                                     reader's browser language wins unless the newsletter
  *                                     pins its own (the server's rule, newsletters/i18n.py)
+ *   data-accent="#8a1538"             the button's colour, instead of the newsletter's accent
+ *                                     (its text turns white or dark to stay readable)
  * Style it from the host page: every element has an nl-widget__* class; the default styles
- * (widget.css) use :where() so that any selector of the host page wins. A host page with a
+ * (widget.css) use :where() so that any selector of the host page wins, and take the accent
+ * from the custom properties --nl-accent, --nl-on-accent and --nl-link of .nl-widget. A host page with a
  * Content-Security-Policy names this product's origin in script-src, connect-src and
  * style-src, and blob: in worker-src: without that the widget still works, solving its
  * challenge on the page's own thread, and the browser reports the refused worker once. */
@@ -47,6 +50,29 @@
     (document.head || document.documentElement).appendChild(link);
   }
 
+  // WCAG 2.2's relative luminance and contrast (1.4.3), as newsletters/colors.py has them:
+  // the button's text is white or near-black, whichever reads better on the accent, and the
+  // accent is a link's colour on white only where it reads there (4.5:1).
+  function luminance(hex) {
+    var channels = [1, 3, 5].map(function (i) {
+      var c = parseInt(hex.substr(i, 2), 16) / 255;
+      return c <= 0.04045 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4);
+    });
+    return 0.2126 * channels[0] + 0.7152 * channels[1] + 0.0722 * channels[2];
+  }
+  function contrast(first, second) {
+    var a = luminance(first), b = luminance(second);
+    return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  }
+  function colours(hex) {
+    var light = settings.accent.light, dark = settings.accent.dark;
+    return {
+      accent: hex,
+      text: contrast(light, hex) >= contrast(dark, hex) ? light : dark,
+      link: contrast(hex, "#ffffff") >= 4.5 ? hex : dark
+    };
+  }
+
   function el(tag, className, attrs) {
     var node = document.createElement(tag);
     if (className) { node.className = className; }
@@ -74,6 +100,14 @@
   var many = slugs.length > 0;
 
   var root = el("div", "nl-widget", { "data-newsletter": settings.slug, lang: language });
+  // The newsletter's accent (sent by the server with its readable text colour), or the one
+  // the host asks for; set through the CSSOM, which no Content-Security-Policy refuses.
+  var accent = settings.accent;
+  var asked = script.getAttribute("data-accent");
+  if (asked && /^#[0-9a-f]{6}$/i.test(asked.trim())) { accent = colours(asked.trim()); }
+  root.style.setProperty("--nl-accent", accent.accent);
+  root.style.setProperty("--nl-on-accent", accent.text);
+  root.style.setProperty("--nl-link", accent.link);
   var form = el("form", "nl-widget__form", {
     method: "post", action: many ? settings.multiAction : settings.action, novalidate: ""
   });
@@ -204,11 +238,17 @@
 
   // After a success only the success message stays: the fields, the note and the button go,
   // hidden from script (a host page's or our stylesheet's display rules beat `hidden`).
-  function succeed(text) {
+  function succeed(title, text) {
     Array.prototype.forEach.call(form.children, function (child) {
       if (child !== message) { child.style.setProperty("display", "none", "important"); }
     });
-    show(text, "success");
+    show("", "success");
+    var heading = el("strong", "nl-widget__title");
+    heading.textContent = title;
+    var detail = el("span", "nl-widget__detail");
+    detail.textContent = text;
+    message.appendChild(heading);
+    message.appendChild(detail);
     message.setAttribute("tabindex", "-1");
     message.focus();
   }
@@ -376,7 +416,7 @@
     }).then(function (answer) {
       if (answer.ok) {
         var text = many ? texts.several_success_text : texts.success_text;
-        succeed((answer.body.title || texts.success_title) + ". " + (answer.body.message || text));
+        succeed(answer.body.title || texts.success_title, answer.body.message || text);
         form.reset();
       } else {
         show(answer.body.message || texts.invalid_email, "error");
