@@ -16,6 +16,7 @@ from . import (
     catalogue,
     config,
     db,
+    demo,
     editors,
     erasure,
     export_presets,
@@ -439,27 +440,19 @@ def consent_verify():
 @click.option("--port", default=5000, envvar="PORT", show_default=True)
 @with_appcontext
 def dev(port):
-    """Migrate, add a demo newsletter, then serve with the mail worker running (make run)."""
+    """Migrate, add demo newsletters, then serve with the mail worker and the demo page."""
     migrations.upgrade("head")
     session = db.session()
-    if current_app.config["DEMO_NEWSLETTER"] and not session.scalar(sa.select(Newsletter.id)):
-        catalogue.create(
-            session,
-            "demo",
-            "Morning Briefing",
-            description="The day's top stories, every morning.",
-        )
-        # The same product in the other language: a newsletter whose pages and mails are
-        # Ukrainian unless the reader's browser asks for English.
-        catalogue.create(
-            session,
-            "demo-uk",
-            "Ранковий брифінг",
-            description="Головні новини дня щоранку.",
-            language="uk",
-        )
+    # The demo: a publisher's article on the next port, another origin (demo.py).
+    demo_port = port + 1
+    if current_app.config["DEMO_NEWSLETTER"]:
+        if not session.scalar(sa.select(Newsletter.id)):
+            # One in Ukrainian, whose pages and mails are Ukrainian unless the reader's
+            # browser asks for English; each allows the demo page to embed it.
+            demo.add_newsletters(session, demo_port)
+            click.echo(f"added the demo newsletters {', '.join(demo.SLUGS)}")
+        demo.allow(session, demo_port)
         session.commit()
-        click.echo("added the demo newsletters 'demo' (English) and 'demo-uk' (Ukrainian)")
     # Release this command's transaction: on SQLite it would hold the write lock while serving.
     session.close()
     app = current_app._get_current_object()
@@ -473,6 +466,12 @@ def dev(port):
         f"mail: {_mail_target()}" + ("; confirmation links are printed below" if shown else "")
     )
     worker.start_in_thread(app, report=lambda line: click.echo(f"[mail] {line}"))
+    if app.config["DEMO_NEWSLETTER"]:
+        try:
+            served = demo.serve(app, demo_port)
+            click.echo(f"demo: a publisher's article with the forms embedded: {served}")
+        except OSError as exc:
+            click.echo(f"demo: not served, port {demo_port} is taken ({exc.strerror})", err=True)
     # app.run() refuses to block inside a Flask CLI command; werkzeug's server is what it runs.
     run_simple("127.0.0.1", port, app, threaded=True)
 

@@ -52,6 +52,7 @@ def served(monkeypatch):
     calls = []
     monkeypatch.setattr(cli, "run_simple", lambda host, port, app, **kw: calls.append((host, port)))
     monkeypatch.setattr(cli.worker, "start_in_thread", lambda app, report: None)
+    monkeypatch.setattr(cli.demo, "serve", lambda app, port: f"http://127.0.0.1:{port}/")
     return calls
 
 
