@@ -140,6 +140,25 @@ def newsletter_origins(slug, origins):
     click.echo(f"{slug}: embeddable on {newsletter.allowed_origins or 'any site'}")
 
 
+@newsletter_group.command("brand")
+@click.argument("slug")
+@click.option("--accent", help="Accent colour of buttons and links, #rrggbb ('' for none).")
+@click.option("--logo", help="The https:// address of its logo ('' for none).")
+@click.option("--site", help="The publisher's site, linked from the thank-you page ('' for none).")
+@with_appcontext
+def newsletter_brand(slug, accent, logo, site):
+    """Set SLUG's branding on its pages, embeds and mails; print what it now has."""
+    newsletter = _newsletter(slug)
+    given = {"accent_color": accent, "logo_url": logo, "site_url": site}
+    with _catalogue_errors(accent_color="--accent", logo_url="--logo", site_url="--site"):
+        catalogue.update(
+            db.session(), newsletter, **{k: v for k, v in given.items() if v is not None}
+        )
+    db.session().commit()
+    for name in given:
+        click.echo(f"{name}\t{getattr(newsletter, name) or '-'}")
+
+
 @click.group("editor", help="Manage the editors' accounts.")
 def editor_group():
     pass
