@@ -57,9 +57,6 @@ PHONE = {"width": 390, "height": 844}
 PASSWORD = "correct horse battery"
 ADMIN = "admin@example.com"
 LINK = re.compile(r"https?://[^\s\"<>]+/(confirm|preferences|unsubscribe)/[A-Za-z0-9_-]{43}")
-# Values for the admin routes' URL parts, filled by ``sample_data``. A route with a part named
-# otherwise makes the test fail: give it a sample here, so its page is checked too.
-SAMPLE_KEYS = ("slug", "subscription_id", "webhook_id", "key_id", "editor_id", "job_id")
 # Routes of the editors' area that answer with something other than a page.
 NOT_PAGES = ("text/csv", "application/json", "application/x-ndjson", "text/plain")
 HOST_PAGE = """<!doctype html>
@@ -246,6 +243,12 @@ def check_public_pages(findings, page, base, app, client, session, smtp_server, 
     check("the 404 page", page.goto(f"{base}/no-such-page"), status=404)
     check("the 400 page", page.goto(f"{base}/challenge"), status=400)
     check("the API's documentation /api/v1/docs", page.goto(f"{base}/api/v1/docs"))
+    # A reader whose browser asks for Ukrainian: the page says so in its lang.
+    page.set_extra_http_headers({"Accept-Language": "uk"})
+    check("the hosted page in Ukrainian", page.goto(f"{base}/n/briefing"))
+    if page.evaluate("() => document.documentElement.lang") != "uk":
+        findings.problems.append("lang on the hosted page in Ukrainian: not uk")
+    page.set_extra_http_headers({})
 
     # Erasing needs a mailed link: the preference link mail asked for above. The erasure
     # takes that address's mails out of the outbox: the kinds sent are read before it.
@@ -280,7 +283,12 @@ def check_embeds(findings, page, base, site):
 
 
 def sample_data(app, client, session, page, base) -> dict[str, object]:
-    """Fill the editors' pages: subscribers of each status, an API key, an import job."""
+    """Fill the editors' pages: subscribers of each status, an API key, an import job.
+
+    Returns a value for each URL part of the editors' routes. A route with a part named
+    otherwise makes the test fail (``admin_urls``): give it a value here, so its page is
+    checked too.
+    """
     for address in ("anna@example.com", "bob@example.com", "info@example.com"):
         client.post("/n/briefing/subscribe", data={"email": address, "name": "Anna Example"})
     session.execute(
@@ -321,6 +329,9 @@ def sample_data(app, client, session, page, base) -> dict[str, object]:
         "key_id": session.scalar(sa.select(ApiKey.id)),
         "editor_id": session.scalar(sa.select(Editor.id).where(Editor.email != ADMIN)),
         "job_id": session.scalar(sa.select(ImportJob.id)),
+        # A mail's preview (its HTML part alone, too): the mails themselves, every kind, are
+        # checked as received (check_mails).
+        "kind": OutboxKind.CONFIRM.value,
     }
 
 
@@ -364,7 +375,25 @@ def check_admin_pages(findings, page, base, app, client, session, smtp_server):
         if "attachment" in answer.headers.get("content-disposition", ""):
             continue
         status = 404 if url == "/admin/n/nope/" else 200
+        policy = answer.headers.get("content-security-policy", "")
+        if "sandbox" in policy and "allow-scripts" not in policy:
+            # A document that may run no script (a mail's HTML part, for its preview): axe
+            # runs over its HTML in a blank page, as over the mails.
+            findings.keep_html(f"the editors' page {url}", answer.text())
+            page.set_content(answer.text())
+            findings.language(page, f"the editors' page {url}")
+            findings.axe(page, f"the editors' page {url} at 1280 px")
+            continue
         check(f"the editors' page {url}", page.goto(f"{base}{url}"), status=status)
+    # A form sent back with its errors: each shown beside its field.
+    page.goto(f"{base}/admin/newsletters/new")
+    form = page.locator("form:has(input[name=slug])")
+    form.locator("input[name=slug]").fill("Not a slug!")
+    form.locator("input[name=accent_color]").fill("red")
+    refused = follow(page, lambda: form.locator("button[type=submit]").first.click())
+    check("the editors' page /admin/newsletters/new, refused", refused, status=refused.status)
+    if refused.status != 400 and refused.status != 200:
+        findings.problems.append(f"/admin/newsletters/new refused: answered {refused.status}")
     return urls
 
 
