@@ -97,6 +97,7 @@ class OutboxKind(enum.StrEnum):
     PREFERENCES_LINK = "preferences_link"  # "send me my link"
     DATA_LINK = "data_link"  # the link to download one's data
     WEBHOOK_PAUSED = "webhook_paused"  # to a newsletter's editors
+    SAMPLE = "sample"  # an editor's test of one of the above (payload "of"), to themselves
     # A webhook's POST (webhook_id set): sent by webhooks/delivery.py, in order per webhook.
     WEBHOOK = "webhook"
 

@@ -109,13 +109,29 @@ def receipt(subscription: Subscription, confirmed_at: datetime) -> dict[str, str
     The labels are stored in English, as queued mails already hold them, and translated by
     the mail's template. The values are the record's own: times in ISO 8601, in UTC.
     """
-    digest = subscription.text_digest
+    return receipt_of(
+        subscription.newsletter.name,
+        subscription.optin_at,
+        confirmed_at,
+        subscription.text_digest,
+        str(subscription.source),
+    )
+
+
+def receipt_of(
+    newsletter: str,
+    signed_up_at: datetime | None,
+    confirmed_at: datetime,
+    digest: str | None,
+    source: str,
+) -> dict[str, str]:
+    """Return a consent receipt of these facts (``receipt``; an editor's test mail shows one)."""
     return {
-        _("Newsletter"): subscription.newsletter.name,
-        _("Signed up"): _iso(subscription.optin_at) or "—",
+        _("Newsletter"): newsletter,
+        _("Signed up"): _iso(signed_up_at) or "—",
         _("Confirmed"): _iso(confirmed_at),
         _("Form text version"): digest[:RECEIPT_DIGEST_LENGTH] if digest else "—",
-        _("Source"): str(subscription.source),
+        _("Source"): source,
     }
 
 

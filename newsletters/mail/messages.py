@@ -20,6 +20,7 @@ from email.generator import BytesGenerator
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
@@ -28,7 +29,7 @@ from flask_babel import force_locale, gettext
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from .. import catalogue, i18n, tokens
+from .. import catalogue, colors, i18n, reader_mails, tokens
 from ..db import utcnow
 from ..links import external_url
 from ..models import Newsletter, OutboxKind, OutboxMessage, Subscription, Token, token_subscription
@@ -48,6 +49,11 @@ MESSAGE_ID = re.compile(rf"<{_DOT_ATOM}@{_DOT_ATOM}>")
 # Stand-ins for a date (the same length as any other of format_datetime's UTC dates) and
 # for the other per-mail values; random ones per prototype, so no text can hold them.
 DATE_STANDIN = format_datetime(datetime(2000, 1, 1, tzinfo=UTC))
+# A logo's width in every mail, in CSS pixels: its height follows its own proportions.
+LOGO_WIDTH = 120
+# The mail's card in dark mode (templates/mail/_layout.html): links must read on it too.
+DARK_CARD = "#1f1f1f"
+DARK_TEXT = "#e8eaed"
 
 
 class Unrenderable(Exception):
@@ -115,6 +121,8 @@ class Renderer:
         """Build the mail for ``message``; raise ``Unrenderable`` if it cannot be built."""
         if message.kind == OutboxKind.WEBHOOK_PAUSED:
             return self._webhook_paused(message)
+        if message.kind == OutboxKind.SAMPLE:
+            return self._sample(message)
         if message.kind in NOTICES:
             return self._notice(message)
         if message.kind != OutboxKind.CONFIRM:
@@ -163,21 +171,9 @@ class Renderer:
 
     def _webhook_paused(self, message: OutboxMessage) -> Mail:
         """Build the mail telling an editor that a webhook was paused (webhooks.delivery)."""
-        notice = message.payload or {}
-        recipient = ascii_domain(message.recipient)
-        mail = EmailMessage()
-        mail["From"] = self.sender
-        mail["To"] = recipient
-        # The newsletter's name is an editor's text, checked by the catalogue for line breaks.
-        mail["Subject"] = f"Webhook paused: {notice.get('newsletter', '')}"
-        mail["Date"] = self._date()
-        mail["Message-ID"] = message_id(message, self.domain)
-        mail["Auto-Submitted"] = "auto-generated"
-        context = {
-            **notice,
-            "manage_url": external_url("admin.webhooks", slug=notice.get("slug", "")),
-        }
-        return self._finish(mail, recipient, "mail/webhook_paused", context)
+        headers = self._headers(message)
+        mail = webhook_paused(message.payload or {}, self.sender, **headers)
+        return self._finish(mail, headers["recipient"])
 
     def _notice(self, message: OutboxMessage) -> Mail:
         """Build one of the readers' other mails (``NOTICES``): a text with one link."""
@@ -194,36 +190,50 @@ class Renderer:
         newsletters = [self.newsletters[n] for n in ids if n in self.newsletters]
         if payload.get("newsletter_ids") and not newsletters:
             raise Unrenderable("the newsletter of this mail no longer exists")
-        _check_header_texts(newsletters)
-        endpoint, subject = NOTICES[OutboxKind(message.kind)]
-        link = external_url(endpoint, token=secret)
-        language = self.language(message, newsletters)
-        context = {
-            "newsletters": newsletters,
-            "names": ", ".join(n.name for n in newsletters),
-            "link": link,
-            "receipt": payload.get("receipt"),
-            "ttl_hours": current_app.config["CONFIRM_TTL_HOURS"],
-        }
-        recipient = ascii_domain(message.recipient)
-        with force_locale(language):
-            mail = EmailMessage()
-            mail["From"] = from_address(newsletters, self.sender)
-            mail["To"] = recipient
-            mail["Subject"] = subject(newsletters, context)
-            mail["Date"] = self._date()
-            mail["Message-ID"] = message_id(message, self.domain)
-            mail["Auto-Submitted"] = "auto-generated"
-            return self._finish(
-                mail, recipient, f"mail/{message.kind}", context, links={"link": link}
-            )
+        kind = OutboxKind(message.kind)
+        link = external_url(NOTICES[kind][0], token=secret)
+        headers = self._headers(message)
+        mail = notice(
+            kind,
+            newsletters,
+            self.sender,
+            link,
+            self.language(message, newsletters),
+            payload.get("receipt"),
+            **headers,
+        )
+        return self._finish(mail, headers["recipient"], links={"link": link})
 
-    def _finish(
-        self, mail: EmailMessage, recipient: str, template: str, context: dict, **extra
-    ) -> Mail:
-        """Add the text and HTML parts of ``template`` to ``mail``; return it built."""
-        mail.set_content(render_template(f"{template}.txt", **context))
-        mail.add_alternative(render_template(f"{template}.html", **context), subtype="html")
+    def _sample(self, message: OutboxMessage) -> Mail:
+        """Build an editor's test of a newsletter's mail (``sample``), to the editor."""
+        payload = message.payload or {}
+        kind = payload.get("of")
+        ids = _payload_newsletters(message)
+        newsletters = [self.newsletters[n] for n in ids if n in self.newsletters]
+        if kind not in SAMPLES:
+            raise Unrenderable(f"a test mail of an unknown kind: {kind!r}")
+        if not newsletters:
+            raise Unrenderable("the newsletter of this test mail no longer exists")
+        headers = self._headers(message)
+        mail = sample(
+            OutboxKind(kind),
+            newsletters[0],
+            self.sender,
+            self.language(message, newsletters),
+            **headers,
+        )
+        return self._finish(mail, headers["recipient"])
+
+    def _headers(self, message: OutboxMessage) -> dict[str, str]:
+        """Return the headers that differ from mail to mail: recipient, date, Message-ID."""
+        return {
+            "recipient": ascii_domain(message.recipient),
+            "date": self._date(),
+            "message_id": message_id(message, self.domain),
+        }
+
+    def _finish(self, mail: EmailMessage, recipient: str, **extra) -> Mail:
+        """Return ``mail`` built, to ``recipient``: its envelope and its bytes."""
         international = not (self.envelope_sender + recipient).isascii()
         return Mail(
             sender=self.envelope_sender,
@@ -361,6 +371,7 @@ def compose(
     with force_locale(language):
         names = ", ".join(n.name for n in newsletters)
         own = len(newsletters) == 1 and newsletters[0].text("confirm_subject")
+        subject = own or gettext("Confirm your subscription to %(names)s", names=names)
         context = {
             "newsletters": newsletters,
             "confirm_url": confirm_url(secret),
@@ -368,17 +379,181 @@ def compose(
             "ttl_hours": current_app.config["CONFIRM_TTL_HOURS"],
             "intro": (len(newsletters) == 1 and newsletters[0].text("confirm_body")) or None,
             "language": language,
+            "subject": subject,
+            "brand": brand(newsletters),
         }
-        mail = EmailMessage()
-        mail["From"] = from_address(newsletters, sender_address)
-        mail["To"] = recipient
-        mail["Subject"] = own or gettext("Confirm your subscription to %(names)s", names=names)
-        mail["Date"] = date
-        mail["Message-ID"] = message_id
-        mail["Auto-Submitted"] = "auto-generated"
-        mail.set_content(render_template("mail/confirm.txt", **context))
-        mail.add_alternative(render_template("mail/confirm.html", **context), subtype="html")
+        mail = _headed(
+            from_address(newsletters, sender_address), subject, recipient, date, message_id
+        )
+        _add_parts(mail, "mail/confirm", context)
     return mail
+
+
+def notice(
+    kind: OutboxKind,
+    newsletters: list[Newsletter],
+    sender_address: Address,
+    link: str,
+    language: str = i18n.DEFAULT_LANGUAGE,
+    receipt: dict | None = None,
+    *,
+    recipient: str,
+    date: str,
+    message_id: str,
+) -> EmailMessage:
+    """Build a reader's mail of ``kind`` (``NOTICES``) about ``newsletters``, with its ``link``."""
+    _check_header_texts(newsletters)
+    with force_locale(language):
+        context = {
+            "newsletters": newsletters,
+            "names": ", ".join(n.name for n in newsletters),
+            "link": link,
+            "receipt": receipt,
+            "ttl_hours": current_app.config["CONFIRM_TTL_HOURS"],
+            "language": language,
+            "brand": brand(newsletters),
+        }
+        context["subject"] = NOTICES[kind][1](newsletters, context)
+        mail = _headed(
+            from_address(newsletters, sender_address),
+            context["subject"],
+            recipient,
+            date,
+            message_id,
+        )
+        _add_parts(mail, f"mail/{kind}", context)
+    return mail
+
+
+def webhook_paused(
+    paused: dict, sender_address: Address, *, recipient: str, date: str, message_id: str
+) -> EmailMessage:
+    """Build the mail telling an editor that a webhook was paused, from its outbox payload.
+
+    In the language of the moment (the worker's default): editors' mails are not per reader.
+    """
+    name = paused.get("newsletter", "")
+    # The newsletter's name is an editor's text, checked by the catalogue for line breaks.
+    subject = f"Webhook paused: {name}"
+    context = {
+        **paused,
+        "manage_url": external_url("admin.webhooks", slug=paused.get("slug", "")),
+        "subject": subject,
+        "brand": _brand(name, None, None, None),
+    }
+    mail = _headed(sender_address, subject, recipient, date, message_id)
+    _add_parts(mail, "mail/webhook_paused", context)
+    return mail
+
+
+def sample(
+    kind: OutboxKind,
+    newsletter: Newsletter,
+    sender_address: Address,
+    language: str = i18n.DEFAULT_LANGUAGE,
+    *,
+    recipient: str,
+    date: str,
+    message_id: str,
+) -> EmailMessage:
+    """Build a test of ``newsletter``'s mail of ``kind``: as a reader gets it, in ``language``.
+
+    Its links have the length and form of real ones but open no one's subscription (a fresh
+    random secret that no token has), and its subject says it is a test.
+    """
+    secret = secrets.token_urlsafe(32)
+    headers = {"recipient": recipient, "date": date, "message_id": message_id}
+    if kind == OutboxKind.CONFIRM:
+        mail = compose([newsletter], sender_address, secret, language, **headers)
+    elif kind == OutboxKind.WEBHOOK_PAUSED:
+        paused = {
+            "newsletter": newsletter.name,
+            "slug": newsletter.slug,
+            "url": SAMPLE_WEBHOOK_URL,
+            "reason": SAMPLE_WEBHOOK_REASON,
+        }
+        with force_locale(language):
+            mail = webhook_paused(paused, sender_address, **headers)
+    else:
+        link = external_url(NOTICES[kind][0], token=secret)
+        now = utcnow()
+        receipt = (
+            reader_mails.receipt_of(newsletter.name, now, now, None, "hosted")
+            if kind == OutboxKind.WELCOME
+            else None
+        )
+        mail = notice(kind, [newsletter], sender_address, link, language, receipt, **headers)
+    with force_locale(language):
+        subject = gettext("[Test] %(subject)s", subject=mail["Subject"])
+    mail.replace_header("Subject", subject)
+    return mail
+
+
+def _headed(
+    sender_address: Address, subject: str, recipient: str, date: str, message_id: str
+) -> EmailMessage:
+    """Return a new mail with its headers: From, To, Subject, Date, Message-ID."""
+    mail = EmailMessage()
+    mail["From"] = sender_address
+    mail["To"] = recipient
+    mail["Subject"] = subject
+    mail["Date"] = date
+    mail["Message-ID"] = message_id
+    mail["Auto-Submitted"] = "auto-generated"
+    return mail
+
+
+def _add_parts(mail: EmailMessage, template: str, context: dict) -> None:
+    """Give ``mail`` its text part and its HTML part, from ``template``'s .txt and .html."""
+    mail.set_content(render_template(f"{template}.txt", **context))
+    mail.add_alternative(render_template(f"{template}.html", **context), subtype="html")
+
+
+def brand(newsletters: list[Newsletter]) -> dict:
+    """Return how a mail about ``newsletters`` looks: their name, colours, logo and site.
+
+    One newsletter's own accent, logo and site; several share the product's look unless
+    they share one accent.
+    """
+    one = newsletters[0] if len(newsletters) == 1 else None
+    accents = {colors.accent(n) for n in newsletters}
+    return _brand(
+        ", ".join(n.name for n in newsletters),
+        accents.pop() if len(accents) == 1 else None,
+        one.logo_url if one is not None else None,
+        one.site_url if one is not None else None,
+    )
+
+
+def _brand(name: str, accent: str | None, logo_url: str | None, site_url: str | None) -> dict:
+    # Only https images and web sites go into a mail (the catalogue checks them when saved).
+    return {
+        "name": name,
+        **palette(accent or colors.DEFAULT_ACCENT),
+        "logo_url": logo_url if logo_url and logo_url.startswith("https://") else None,
+        "logo_width": LOGO_WIDTH,
+        "site_url": site_url if site_url and _is_web(site_url) else None,
+        "site_label": colors.site_label(site_url) if site_url and _is_web(site_url) else None,
+    }
+
+
+@functools.lru_cache(maxsize=256)
+def palette(accent: str) -> dict[str, str]:
+    """Return a mail's colours for ``accent``: the button, its label, links on white and dark.
+
+    Each reads at WCAG AA (4.5:1) on what it stands on; computed once per accent.
+    """
+    on_dark = accent if colors.contrast(accent, DARK_CARD) >= 4.5 else DARK_TEXT
+    return {
+        "accent": accent,
+        "on_accent": colors.text_on(accent),
+        "link": colors.link_on_white(accent),
+        "link_dark": on_dark,
+    }
+
+
+def _is_web(url: str) -> bool:
+    return urlsplit(url).scheme in ("http", "https")
 
 
 def _subject_of(text: str | None, default: str):
@@ -421,9 +596,21 @@ NOTICES = {
 }
 
 
+# The mails an editor may preview and send themselves a test of (admin/mail_preview.py).
+SAMPLES = (OutboxKind.CONFIRM, *NOTICES, OutboxKind.WEBHOOK_PAUSED)
+# What a test of the "webhook paused" mail shows: a receiver of the publisher's, failing.
+SAMPLE_WEBHOOK_URL = "https://crm.example.org/hooks/newsletters"
+SAMPLE_WEBHOOK_REASON = "HTTP 500 from the receiver, 8 deliveries in a row"
+
+
 def from_address(newsletters: list[Newsletter], sender_address: Address) -> Address:
-    """Return the From of a reader's mail: MAIL_FROM, named as its one newsletter's sender."""
-    sender_name = len(newsletters) == 1 and newsletters[0].text("sender_name")
+    """Return the From of a reader's mail: MAIL_FROM's address, named as its one newsletter.
+
+    Named by the editors' sender name, else the newsletter's name; a mail about several
+    newsletters keeps MAIL_FROM's own name. Address encodes a name in any script (RFC 2047).
+    """
+    one = newsletters[0] if len(newsletters) == 1 else None
+    sender_name = one is not None and (one.text("sender_name") or one.name)
     return Address(
         display_name=sender_name or sender_address.display_name,
         username=sender_address.username,
@@ -531,7 +718,8 @@ def _token_id(message: OutboxMessage) -> int | None:
 
 
 def _payload_newsletters(message: OutboxMessage) -> list[int]:
-    listed = (message.payload or {}).get("newsletter_ids") if message.kind in NOTICES else None
+    carries = message.kind in NOTICES or message.kind == OutboxKind.SAMPLE
+    listed = (message.payload or {}).get("newsletter_ids") if carries else None
     if not isinstance(listed, list):
         return []
     return [n for n in listed if isinstance(n, int) and not isinstance(n, bool)]
@@ -540,7 +728,8 @@ def _payload_newsletters(message: OutboxMessage) -> list[int]:
 def _mail_texts(newsletter: Newsletter) -> tuple:
     """Return what of ``newsletter`` a mail may hold: a prototype is kept while it stays."""
     own = tuple(sorted((t.language, t.key, t.value) for t in newsletter.texts))
-    return (newsletter.id, newsletter.name, newsletter.slug, newsletter.language, own)
+    branding = (newsletter.accent_color, newsletter.logo_url, newsletter.site_url)
+    return (newsletter.id, newsletter.name, newsletter.slug, newsletter.language, own, branding)
 
 
 def _check_header_texts(newsletters: list[Newsletter]) -> None:

@@ -19,7 +19,7 @@ def test_the_editors_text_replaces_the_standard_opening_in_both_parts(
     set_texts(session, confirm_body="Welcome to <Briefing>!\n\nOne click left.")
     text, html = send_one(app, client, smtp_server, name="Mallory")
     assert text.startswith("Welcome to <Briefing>!")
-    assert "someone, probably you" not in text
+    assert "please confirm that you want" not in text
     assert "<p>Welcome to &lt;Briefing&gt;!</p>" in html and "<p>One click left.</p>" in html
     assert "https://news.example.org/confirm/" in text
     assert "Mallory" not in text + html
@@ -27,4 +27,4 @@ def test_the_editors_text_replaces_the_standard_opening_in_both_parts(
 
 def test_without_a_text_the_standard_opening_is_sent(app, client, newsletter, smtp_server):
     text, _ = send_one(app, client, smtp_server)
-    assert "someone, probably you, asked to receive Morning Briefing" in text
+    assert "please confirm that you want to receive Morning Briefing at this address" in text

@@ -106,10 +106,7 @@ def test_the_welcome_mail_speaks_the_readers_catalogue(
     assert welcome["Subject"] == "Ласкаво просимо до Morning Briefing"
     text = text_of(welcome)
     assert text.startswith("Вітаю,") and "Розсилка: Morning Briefing" in text
-    assert (
-        '<td style="padding-right: 12px;">Розсилка</td>'
-        in welcome.get_body(("html",)).get_content()
-    )
+    assert ">Розсилка</td>" in welcome.get_body(("html",)).get_content()
     # The other reader signed up in English: their confirmation is in English.
     [other] = [m for m in smtp_server.messages if m["To"] == "other@example.com"]
     assert text_of(other).startswith("Hello,")

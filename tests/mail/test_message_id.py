@@ -39,19 +39,20 @@ def test_the_message_id_is_at_the_domain_of_mail_from_as_the_sending_worker_has_
     row = only_row(session)
     assert mail["Message-ID"] == f"<{row.message_id}@mail.example.org>"
     assert re.fullmatch(r"<[0-9a-f]{32}@mail\.example\.org>", mail["Message-ID"])
-    assert mail["From"] == "News Desk <news@mail.example.org>"
+    # The address of MAIL_FROM; the name is the newsletter's (tests/mail/test_mail_design.py).
+    assert mail["From"] == "Morning Briefing <news@mail.example.org>"
     assert smtp_server.envelopes[0].mail_from == "news@mail.example.org"
 
 
 def test_a_newsletters_sender_name_replaces_the_name_in_mail_from(
     app, client, newsletter, smtp_server, session
 ):
-    set_texts(session, sender_name="Morning Briefing")
+    set_texts(session, sender_name="The Briefing Desk")
     sign_up(client)
     app.config["MAIL_FROM"] = "News Desk <news@mail.example.org>"
     assert deliver(app, smtp_server.url) == {"sent": 1}
     [mail] = smtp_server.messages
-    assert mail["From"] == "Morning Briefing <news@mail.example.org>"
+    assert mail["From"] == "The Briefing Desk <news@mail.example.org>"
     assert mail["Message-ID"].endswith("@mail.example.org>")
 
 

@@ -61,7 +61,8 @@ def test_confirmation_mail_arrives_over_smtp_as_text_and_html(
     [row] = outbox_rows(session)
     assert envelope.mail_from == "briefing@news.example.org"
     assert envelope.rcpt_tos == ["reader@example.com"]
-    assert mail["From"] == "briefing@news.example.org"
+    # MAIL_FROM's address, named as the newsletter.
+    assert mail["From"] == "Morning Briefing <briefing@news.example.org>"
     assert mail["To"] == "reader@example.com"
     assert re.fullmatch(r"[0-9a-f]{32}", row.message_id)
     assert mail["Message-ID"] == f"<{row.message_id}@news.example.org>"
