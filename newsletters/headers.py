@@ -48,6 +48,9 @@ class Policy:
     cache_control: str | None = None
     # Whole directives added to the CSP, of names BASE_POLICY does not use (``worker-src``).
     extra: tuple[str, ...] | None = None
+    # The whole CSP, in place of all the above: for an answer that is not one of our pages
+    # (a mail's HTML, shown to its editors in a sandboxed frame).
+    content_security_policy: str | None = None
 
 
 DEFAULT = Policy(
@@ -100,7 +103,9 @@ def add_security_headers(response):
     nonce = f" 'nonce-{g.csp_nonce}'" if "csp_nonce" in g else ""
     directives = [d.format(nonce=nonce) for d in BASE_POLICY]
     extra = list(policy.extra or ())
-    response.headers["Content-Security-Policy"] = "; ".join([*directives, *extra, ancestors])
+    response.headers["Content-Security-Policy"] = policy.content_security_policy or "; ".join(
+        [*directives, *extra, ancestors]
+    )
     response.headers["Referrer-Policy"] = policy.referrer
     if policy.cache_control:
         response.headers["Cache-Control"] = policy.cache_control

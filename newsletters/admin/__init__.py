@@ -164,6 +164,7 @@ def init_app(app: Flask) -> None:
         editors,
         exchange,
         funnel,
+        mail_preview,
         newsletters,
         outbox,
         subscribers,

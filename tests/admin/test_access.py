@@ -23,6 +23,7 @@ def url_for_rule(rule, slug, subscription_id, editor_id=1):
         "key_id": 1,
         "webhook_id": 1,
         "delivery_id": 1,
+        "kind": "confirm",
     }
     return re.sub(
         r"<(?:int:)?(\w+)>", lambda placeholder: str(values[placeholder.group(1)]), rule.rule
