@@ -17,13 +17,14 @@ out), and the HTML part of every kind of mail, received over SMTP. On each:
 Every finding is collected and reported together, so one run lists all that is left to fix.
 """
 
+import functools
 import re
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
-from newsletters import db, editors, tokens
+from newsletters import apikeys, db, editors, tokens
 from newsletters.db import utcnow
 from newsletters.embed.snippets import snippets
 from newsletters.mail import worker
@@ -188,9 +189,9 @@ def submit(page, form, email=None):
     return follow(page, lambda: form.locator("button[type=submit]").first.click())
 
 
-def check_public_pages(findings, page, base, app, client, session, smtp_server, mails):
+def check_public_pages(findings, page, base, app, client, session, smtp_server, sent):
     """Walk the reader's pages: forms and their errors, thanks, mails' links, errors."""
-    check = lambda label, response, **kw: served(findings, page, label, response, phone=True, **kw)  # noqa: E731
+    check = functools.partial(served, findings, page, phone=True)
 
     check("the index (/)", page.goto(f"{base}/"))
     several = page.locator("form.signup-form:has(input[type=checkbox])")
@@ -217,8 +218,8 @@ def check_public_pages(findings, page, base, app, client, session, smtp_server, 
 
     preferences = links_in(smtp_server, "preferences")[-1]
     check("the preferences page", page.goto(preferences))
-    sent = follow(page, lambda: page.locator("button[value=send_data]").click())
-    check("the preferences page, data link sent", sent)
+    data_sent = follow(page, lambda: page.locator("button[value=send_data]").click())
+    check("the preferences page, data link sent", data_sent)
     # A reader who will erase their data, which needs a link from a mail: they ask for one.
     client.post("/n/weekly/subscribe", data={"email": "leaving@example.com"})
     check("the preference link form /preferences", page.goto(f"{base}/preferences"))
@@ -238,7 +239,7 @@ def check_public_pages(findings, page, base, app, client, session, smtp_server, 
     for kind in ("confirm", "unsubscribe", "preferences"):
         response = page.goto(f"{base}/{kind}/{bogus}")
         check(f"the link error page /{kind}/…", response, status=response.status)
-        if response.status != 404 and response.status != 410 and response.status != 400:
+        if response.status not in (400, 404, 410):
             findings.problems.append(f"/{kind}/<unknown>: answered {response.status}")
     check("the 404 page", page.goto(f"{base}/no-such-page"), status=404)
     check("the 400 page", page.goto(f"{base}/challenge"), status=400)
@@ -253,7 +254,7 @@ def check_public_pages(findings, page, base, app, client, session, smtp_server, 
     # Erasing needs a mailed link: the preference link mail asked for above. The erasure
     # takes that address's mails out of the outbox: the kinds sent are read before it.
     deliver(app, smtp_server)
-    mails.update(sent_kinds(session))
+    sent.update(sent_kinds(session))
     page.goto(links_in(smtp_server, "preferences")[-1])
     page.locator("input[name=confirm_erase]").check()
     erased = follow(page, lambda: page.locator("button[value=erase]").click())
@@ -262,7 +263,7 @@ def check_public_pages(findings, page, base, app, client, session, smtp_server, 
 
 def check_embeds(findings, page, base, site):
     """Check the iframe page (empty, refused, done) and a publisher's page of all three."""
-    check = lambda label, response, **kw: served(findings, page, label, response, phone=True, **kw)  # noqa: E731
+    check = functools.partial(served, findings, page, phone=True)
 
     check("the iframe page /n/briefing/embed", page.goto(f"{base}/n/briefing/embed"))
     form = page.locator("form.signup-form")
@@ -282,7 +283,7 @@ def check_embeds(findings, page, base, site):
     findings.axe(page, "a publisher's page, the widget signed up, at 1280 px")
 
 
-def sample_data(app, client, session, page, base) -> dict[str, object]:
+def sample_data(app, client, session) -> dict[str, object]:
     """Fill the editors' pages: subscribers of each status, an API key, an import job.
 
     Returns a value for each URL part of the editors' routes. A route with a part named
@@ -304,8 +305,6 @@ def sample_data(app, client, session, page, base) -> dict[str, object]:
     session.commit()
     with app.app_context():
         admin = editors.find(db.session(), ADMIN)
-        from newsletters import apikeys
-
         apikeys.create(db.session(), admin, "Website")
         briefing = db.session().scalar(sa.select(Newsletter).where(Newsletter.slug == "briefing"))
         db.session().add(
@@ -354,14 +353,14 @@ def admin_urls(app, samples) -> tuple[list[str], list[str]]:
 
 def check_admin_pages(findings, page, base, app, client, session, smtp_server):
     """Log in as an admin through the login page, then check every page of the editors' area."""
-    check = lambda label, response, **kw: served(findings, page, label, response, **kw)  # noqa: E731
+    check = functools.partial(served, findings, page)
 
     check("the login page", page.goto(f"{base}/admin/login"))
     page.locator("input[name=email]").fill(ADMIN)
     page.locator("input[name=password]").fill(PASSWORD)
     follow(page, lambda: page.locator("main button[type=submit]").click())
 
-    samples = sample_data(app, client, session, page, base)
+    samples = sample_data(app, client, session)
     deliver(app, smtp_server)  # the import job, the webhook's failure: progress, a paused hook
     # An export, for the export log.
     page.request.get(f"{base}/admin/n/briefing/export?status=confirmed&format=csv")
@@ -392,7 +391,7 @@ def check_admin_pages(findings, page, base, app, client, session, smtp_server):
     form.locator("input[name=accent_color]").fill("red")
     refused = follow(page, lambda: form.locator("button[type=submit]").first.click())
     check("the editors' page /admin/newsletters/new, refused", refused, status=refused.status)
-    if refused.status != 400 and refused.status != 200:
+    if refused.status not in (200, 400):
         findings.problems.append(f"/admin/newsletters/new refused: answered {refused.status}")
     return urls
 
