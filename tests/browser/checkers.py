@@ -86,6 +86,8 @@ class Findings:
     problems: list[str] = field(default_factory=list)
     documents: dict[Path, str] = field(default_factory=dict)
     checked: list[str] = field(default_factory=list)
+    # The URL of every page checked, to tell which routes the walk met.
+    visited: list[str] = field(default_factory=list)
 
     def keep_html(self, label: str, html: str) -> None:
         """Keep ``html`` (as served) under ``label`` for the Nu Html Checker."""
@@ -138,6 +140,10 @@ class Findings:
         for _ in range(FOCUS_STEPS):
             page.keyboard.press("Tab")
             focused = page.evaluate(FOCUSED)
+            if focused and focused["tag"] == "iframe":
+                # Focus went into a frame: the element focused is the frame's own.
+                frame = page.evaluate_handle("() => document.activeElement").content_frame()
+                focused = frame.evaluate(FOCUSED) if frame else None
             if focused is None:
                 break
             visible = (

@@ -17,12 +17,15 @@ out), and the HTML part of every kind of mail, received over SMTP. On each:
 Every finding is collected and reported together, so one run lists all that is left to fix.
 """
 
+import contextlib
 import functools
 import re
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
+from werkzeug.exceptions import HTTPException
 
 from newsletters import apikeys, db, editors, tokens
 from newsletters.db import utcnow
@@ -60,6 +63,20 @@ ADMIN = "admin@example.com"
 LINK = re.compile(r"https?://[^\s\"<>]+/(confirm|preferences|unsubscribe)/[A-Za-z0-9_-]{43}")
 # Routes of the editors' area that answer with something other than a page.
 NOT_PAGES = ("text/csv", "application/json", "application/x-ndjson", "text/plain")
+# The other GET routes that answer with something other than a page: every one left must be
+# met in the walk (``unvisited``), so that a new public page cannot be left out.
+NOT_PAGE_ENDPOINTS = {
+    "static",
+    "favicon",
+    "health.healthz",
+    "subscriptions.challenge",  # JSON, for the forms' script
+    "embed.widget",  # the widget's script
+    "embed.resize_script",
+    "preferences.data",  # a JSON download
+    "api_docs.openapi_json",
+}
+# The embeds a preview page shows (embed.preview), as the settings page frames them.
+EMBEDS = ("form", "iframe", "widget")
 HOST_PAGE = """<!doctype html>
 <html lang="en">
 <head>
@@ -163,6 +180,7 @@ def served(findings, page, label, response, *, phone=False, focus=True, status=2
         return
     if response.status != status:
         findings.problems.append(f"{label}: answered {response.status}, not {status}")
+    findings.visited.append(response.url)
     findings.keep_html(label, response.text())
     findings.language(page, label)
     if focus:
@@ -282,6 +300,15 @@ def check_embeds(findings, page, base, site):
     widget.get_by_role("status").or_(widget.get_by_role("alert")).first.wait_for()
     findings.axe(page, "a publisher's page, the widget signed up, at 1280 px")
 
+    # Each embed on a page of its own, as the settings page previews it.
+    for embed in EMBEDS:
+        response = page.goto(f"{base}/n/briefing/embed/preview/{embed}")
+        if embed == "widget":
+            page.locator(".nl-widget input[type=email]").wait_for()
+        if embed == "iframe":
+            page.frame_locator("iframe").locator("input[type=email]").wait_for()
+        served(findings, page, f"the preview of the {embed}", response)
+
 
 def sample_data(app, client, session) -> dict[str, object]:
     """Fill the editors' pages: subscribers of each status, an API key, an import job.
@@ -332,6 +359,23 @@ def sample_data(app, client, session) -> dict[str, object]:
         # checked as received (check_mails).
         "kind": OutboxKind.CONFIRM.value,
     }
+
+
+def unvisited(app, urls: list[str]) -> list[str]:
+    """Return the public GET routes of pages that none of ``urls`` led to."""
+    adapter = app.url_map.bind("localhost")
+    met = set()
+    for url in urls:
+        # Another origin's page, or an unknown path (the 404 page), matches none.
+        with contextlib.suppress(HTTPException):
+            met.add(adapter.match(urlsplit(url).path, method="GET")[0])
+    return sorted(
+        rule.rule
+        for rule in app.url_map.iter_rules()
+        if "GET" in rule.methods
+        and not rule.endpoint.startswith(("admin.", "api."))
+        and rule.endpoint not in NOT_PAGE_ENDPOINTS | met
+    )
 
 
 def admin_urls(app, samples) -> tuple[list[str], list[str]]:
@@ -455,6 +499,8 @@ def test_every_page_embed_and_mail_is_accessible_and_valid_html(
     finally:
         reader.close()
         editor.close()
+    for rule in unvisited(app, findings.visited):
+        findings.problems.append(f"the page of {rule} was not checked: add it to the walk")
     problems = findings.problems + findings.html_errors()
     report = [f"checked: {label}" for label in findings.checked] + problems
     (artifacts / "accessibility-and-html.txt").write_text("\n".join(report) + "\n")
