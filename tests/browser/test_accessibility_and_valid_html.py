@@ -103,6 +103,12 @@ HOST_PAGE = """<!doctype html>
 """
 
 
+WIDGET_PAGE = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>The widget</title>'
+    "</head><body>{}</body></html>"
+)
+
+
 def deliver(app, smtp_server) -> None:
     """Run the worker once: signups, reminders, mail to the SMTP server, webhooks."""
     app.config["MAIL_URL"] = smtp_server.url
@@ -294,6 +300,9 @@ def check_embeds(findings, page, base, site):
     page.frame_locator("iframe").locator("input[type=email]").wait_for()
     # The publisher's own markup holds the plain form's snippet: no focus check of theirs.
     check("a publisher's page: plain form, iframe, widget", response, focus=False)
+    # The widget has no served HTML: the markup its script built is checked as a document.
+    markup = page.locator(".nl-widget").evaluate("(element) => element.outerHTML")
+    findings.keep_html("the widget's markup, as its script builds it", WIDGET_PAGE.format(markup))
     widget = page.locator(".nl-widget")
     widget.locator("input[type=email]").fill("widget@example.com")
     widget.locator("button[type=submit]").click()
