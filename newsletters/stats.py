@@ -281,13 +281,14 @@ class Chart:
 
 # At most this many labels under the chart: they fit a phone's width in any language.
 X_LABELS = 4
-DOTS_UP_TO = 31
+DOTS_UP_TO = 16
 
 
 def chart(points: list[Point]) -> Chart:
     """Lay out ``points`` as three lines over a shared time axis and a count axis from zero.
 
-    Its labels are in the current language ("Mar 31", "31 бер."; "1,000", "1 000").
+    Its labels are in the current language ("Mar 31", "31 бер."; "1,000", "1 000"); a week
+    is labelled with its last day, so the last label is today.
     """
     if not points:
         return Chart([], [], [])
@@ -315,7 +316,7 @@ def chart(points: list[Point]) -> Chart:
         )
     shown = sorted({round(n * (len(points) - 1) / (X_LABELS - 1)) for n in range(X_LABELS)})
     x_ticks = [
-        Tick(_day_label(points[i].first, language), x(i) / 10, _anchor(i, points)) for i in shown
+        Tick(_day_label(points[i].last, language), x(i) / 10, _anchor(i, points)) for i in shown
     ]
     y_ticks = [
         Tick(format_decimal(v, locale=language), Chart.top + Chart.height * y(v) / 1000)

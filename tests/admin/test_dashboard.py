@@ -218,6 +218,10 @@ def test_a_long_span_is_counted_per_seven_days_back_from_today(app, session, new
     }
     assert series.total("signups") == 9
     assert (rate.signups, rate.confirmed) == (9, 1)
+    # A week is labelled with its last day: the chart ends on today.
+    with app.test_request_context():
+        labels = [t.label for t in stats.chart(series.points).x_ticks]
+    assert (labels[0], labels[-1]) == ("Jun 10", "Mar 31")
 
 
 def test_a_year_of_data_fills_53_weeks_and_a_quarter_stays_per_day(app, session, newsletter):
