@@ -264,6 +264,8 @@ def test_every_admin_page_fits_a_phone_and_a_desktop(browser, app, admin_area, a
             if found["scroll"] > viewport["width"] or found["inner"] != viewport["width"]:
                 culprits = page.evaluate(WIDEST, viewport["width"])
                 too_wide.append((name, size, found, culprits))
+            if name.startswith("dashboard"):
+                check_chart(page, viewport)
             page.screenshot(path=str(folder / f"{name}-{size}.png"), full_page=True)
             visited.append(name)
         context.close()
@@ -301,6 +303,23 @@ WIDEST = """width => [...document.querySelectorAll('body *')]
   .slice(0, 5)
   .map(e => [e.tagName, e.className, Math.round(e.getBoundingClientRect().right),
     e.textContent.trim().slice(0, 60)])"""
+
+
+def check_chart(page, viewport):
+    """The dashboard's chart fills its card at any width, and its labels stay readable."""
+    chart = page.locator("svg.trend-chart")
+    box = chart.bounding_box()
+    card = page.locator("section.trend").bounding_box()
+    assert box["x"] >= card["x"] and box["x"] + box["width"] <= card["x"] + card["width"]
+    assert box["width"] >= card["width"] * 0.8
+    assert chart.locator(".plot").get_attribute("viewBox") == "0 0 1000 1000"
+    sizes = chart.locator("text.tick").evaluate_all(
+        "ticks => ticks.map(t => t.getBoundingClientRect().height)"
+    )
+    # At most four day labels and a few count labels, each at least 12 px tall on screen.
+    assert 3 <= len(sizes) <= 10 and min(sizes) >= 12, sizes
+    # Nothing on the page is drawn outside the screen.
+    assert box["x"] + box["width"] <= viewport["width"]
 
 
 def check_menu(page, server, size, folder):
