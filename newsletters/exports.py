@@ -106,16 +106,22 @@ def export(
     return counted(chunks, entry_id, session, progress)
 
 
-def records(session: Session, newsletter: Newsletter, status: str = "confirmed") -> Iterator[dict]:
+def records(
+    session: Session,
+    newsletter: Newsletter,
+    status: str = "confirmed",
+    ids: Iterable[int] | None = None,
+) -> Iterator[dict]:
     """Yield one dict of the export's columns per subscription of ``newsletter`` with ``status``.
 
     The values are the export's, as JSON Lines carries them (cells not neutralised). The
     session is committed first: on SQLite its open transaction would hold the write lock for
-    as long as the rows are being read.
+    as long as the rows are being read. ``ids``, if given, keeps only those subscriptions (a
+    selection in the editors' list: a page's worth).
     """
     if status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}")
-    reader = _Reader(session, newsletter, status)
+    reader = _Reader(session, newsletter, status, ids)
     session.commit()
     for batch in reader.fields():
         yield from batch
@@ -216,11 +222,18 @@ class _Reader:
     _CHUNKS_PER_COPY batches, in one short transaction.
     """
 
-    def __init__(self, session: Session, newsletter: Newsletter, status: str):
+    def __init__(
+        self,
+        session: Session,
+        newsletter: Newsletter,
+        status: str,
+        ids: Iterable[int] | None = None,
+    ):
         self.engine = session.get_bind()
         self.dialect = self.engine.dialect.name
         self.newsletter_id = newsletter.id
         self.status = status
+        self.ids = None if ids is None else sorted(ids)
         self.size = BATCH
         self.links = _Links()
 
@@ -372,6 +385,8 @@ class _Reader:
         if self.status != "all":
             # As a plain string: these parameters bypass the Enum type's own processing.
             query = query.where(sa.type_coerce(Subscription.status, sa.String) == self.status)
+        if self.ids is not None:
+            query = query.where(Subscription.id.in_([sa.literal(i) for i in self.ids]))
         return query
 
     def statement(self, *columns: sa.ColumnElement) -> sa.Compiled:

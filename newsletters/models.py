@@ -261,12 +261,19 @@ class Subscription(Base):
         sa.Index("ix_subscription_optins", "newsletter_id", "optin_at", "confirmed_at"),
         sa.Index("ix_subscription_confirmations", "newsletter_id", "confirmed_at"),
         sa.Index("ix_subscription_unsubscribes", "newsletter_id", "unsubscribed_at"),
-        # The subscriber list filtered by an address flag: only the flagged rows, newest
-        # first, so a rare flag is found without walking the whole list (bench/RESULTS.md).
+        # The subscriber list, newest first by signup time (then id), a page per index range:
+        # all of a newsletter's rows, those of one status, and only the flagged rows, so a
+        # rare flag is found without walking the whole list (bench/RESULTS.md). Its search
+        # indexes (trigrams) are made by hand in migration 0017.
+        sa.Index("ix_subscription_signups", "newsletter_id", "optin_at", "id"),
+        sa.Index("ix_subscription_status_signups", "newsletter_id", "status", "optin_at", "id"),
         sa.Index(
             "ix_subscription_flagged",
             "newsletter_id",
+            "optin_at",
             "id",
+            # ... with the flags, so a count of one flag reads this index alone.
+            "address_flags",
             sqlite_where=sa.text("address_flags IS NOT NULL"),
             postgresql_where=sa.text("address_flags IS NOT NULL"),
         ),

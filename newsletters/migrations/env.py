@@ -6,10 +6,18 @@ from newsletters.models import Base
 
 # Indexes that migrations make by hand for one backend and the models cannot express; without
 # this, autogenerate would propose dropping them.
-HAND_MADE_INDEXES = {"ix_subscriber_email_c"}
+HAND_MADE_INDEXES = {
+    "ix_subscriber_email_c",
+    "ix_subscriber_email_trgm",
+    "ix_subscription_name_trgm",
+}
+# SQLite's FTS5 table of the subscriber search (migration 0017) and the tables it keeps itself.
+HAND_MADE_TABLES = "subscription_search"
 
 
 def include_object(obj, name, type_, reflected, compare_to):
+    if type_ == "table" and name.startswith(HAND_MADE_TABLES):
+        return False
     return not (type_ == "index" and name in HAND_MADE_INDEXES)
 
 

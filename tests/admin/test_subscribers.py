@@ -95,25 +95,6 @@ def test_status_filter_lists_only_that_status_across_pages(client, session, edit
     assert [email for _, email in seen] == [f"r{n:03d}@example.com" for n in range(129, 0, -2)]
 
 
-def test_search_finds_addresses_by_prefix_whatever_their_case(client, session, editor):
-    for email in ("anna@example.com", "annabel@example.org", "joanna@example.com", "bob@x.org"):
-        add(session, "briefing", email)
-
-    rows, _ = listed(client, f"{LIST}?q=+ANNA+")
-
-    assert sorted(email for _, email in rows) == ["anna@example.com", "annabel@example.org"]
-    assert "prefix search" in client.get(LIST).get_data(as_text=True)
-
-
-def test_search_by_a_prefix_beyond_ascii_finds_exactly_its_addresses(client, session, editor):
-    for email in ("jörg@example.com", "jörn@example.com", "jorg@example.com", "jöx@example.com"):
-        add(session, "briefing", email)
-
-    rows, _ = listed(client, f"{LIST}?q=JÖR")
-
-    assert sorted(email for _, email in rows) == ["jörg@example.com", "jörn@example.com"]
-
-
 @pytest.mark.parametrize(
     ("prefix", "successor"),
     [("ann", "ano"), ("a\U0010ffff", "b"), ("\U0010ffff", None), ("a\ud7ff", "a\ue000")],
@@ -122,31 +103,7 @@ def test_prefix_range_ends_right_after_the_last_string_with_that_prefix(prefix, 
     assert subscribers._successor(prefix) == successor
 
 
-def test_search_takes_like_wildcards_literally(client, session, editor):
-    add(session, "briefing", "a_b@example.com")
-    add(session, "briefing", "axb@example.com")
-    add(session, "briefing", "a%c@example.com")
-
-    assert [e for _, e in listed(client, f"{LIST}?q=a_")[0]] == ["a_b@example.com"]
-    assert [e for _, e in listed(client, f"{LIST}?q=a%25")[0]] == ["a%c@example.com"]
-
-
-@pytest.mark.parametrize("dense", [2, 10_000], ids=["walk-the-list", "addresses-first"])
-def test_search_finds_the_same_rows_whichever_end_sqlite_starts_from(
-    client, session, editor, monkeypatch, dense
-):
-    # Below DENSE matching addresses SQLite starts from them, above it from the newest row.
-    monkeypatch.setattr(subscribers, "DENSE", dense)
-    for n in range(60):
-        add(session, "briefing", f"keep{n:02d}@example.com")
-        add(session, "briefing", f"other{n:02d}@example.com")
-
-    seen = walk(client, f"{LIST}?q=keep")
-
-    assert [e for _, e in seen] == [f"keep{n:02d}@example.com" for n in range(59, -1, -1)]
-
-
-def test_search_and_status_filter_combine_and_carry_over_to_the_next_page(client, session, editor):
+def test_status_filter_and_search_combine_and_carry_over_to_the_next_page(client, session, editor):
     for n in range(60):
         add(session, "briefing", f"keep{n:02d}@example.com", Status.CONFIRMED)
         add(session, "briefing", f"keep-pending{n:02d}@example.com", Status.PENDING)
@@ -172,7 +129,9 @@ def test_list_shows_only_this_newsletters_subscriptions(client, session, editor,
             "There is no status &#39;active&#39;: use one of pending, confirmed, unsubscribed",
         ),
         ("after=12abc", "start again from the first page"),
-        ("after=99999999999999999999999", "start again from the first page"),
+        ("after=12", "start again from the first page"),
+        ("after=99999999999999999999999_1", "start again from the first page"),
+        ("after=n_99999999999999999999999", "start again from the first page"),
         ("q=" + "a" * 321, "longer than any email address"),
         ("q=ann%00", "may not contain control characters"),
     ],
@@ -212,7 +171,7 @@ def test_subscriber_page_shows_the_consent_evidence_and_history_of_a_real_signup
         "198.51.100.9",
     ):
         assert evidence in page
-    history = page.split("<h2>History</h2>")[1]
+    history = page.split(">History</h2>")[1]
     assert history.index("pending") < history.index("confirmed")
 
 
@@ -250,7 +209,7 @@ def test_editor_unsubscribes_by_hand_on_the_record(client, session, editor):
     assert event.user_agent.startswith("Browser/") and len(event.user_agent) == 512
     shown = client.get(page).get_data(as_text=True)
     assert "Unsubscribed leaving@example.com." in shown
-    assert "editor@example.org" in shown.split("<h2>History</h2>")[1]
+    assert "editor@example.org" in shown.split(">History</h2>")[1]
 
 
 def test_unsubscribing_twice_records_one_change(client, session, editor):
