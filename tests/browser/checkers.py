@@ -22,19 +22,47 @@ VNU_JAR = TOOLS / "vnu-jar" / "build" / "dist" / "vnu.jar"
 WCAG_22_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 # How many Tab presses the focus check walks at most, looking for the first field or button.
 FOCUS_STEPS = 12
+# A focus ring's colour against what it is drawn on, WCAG 1.4.11 (non-text contrast, AA).
+RING_CONTRAST = 3.0
+# The focused element, its outline, and the background around it: that of the nearest
+# ancestor with an opaque one (an outline drawn apart from the element sits on that).
 FOCUSED = """() => {
   const element = document.activeElement;
   if (!element || element === document.body || element === document.documentElement) return null;
   const style = getComputedStyle(element);
+  const rgb = (colour) => (colour.match(/[\\d.]+/g) || []).map(Number);
+  let around = [255, 255, 255];
+  for (let node = element.parentElement; node; node = node.parentElement) {
+    const [r, g, b, a = 1] = rgb(getComputedStyle(node).backgroundColor);
+    if (a === 1 && r !== undefined) { around = [r, g, b]; break; }
+  }
+  const [r, g, b, a = 1] = rgb(style.outlineColor);
   return {
     tag: element.tagName.toLowerCase(),
-    type: element.getAttribute("type") || "",
     outline: style.outlineStyle,
     outlineWidth: style.outlineWidth,
+    outlineColor: a === 1 ? [r, g, b] : null,
+    around: around,
     shadow: style.boxShadow,
     html: element.outerHTML.slice(0, 160),
   };
 }"""
+
+
+def contrast(first: list[int], second: list[int]) -> float:
+    """Return WCAG's contrast ratio of two sRGB colours (0–255 channels), from 1 to 21."""
+
+    def luminance(colour: list[int]) -> float:
+        linear = [
+            c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+            for c in (channel / 255 for channel in colour)
+        ]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    lighter, darker = sorted((luminance(first), luminance(second)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
 # Frames that may run no script (a mail's preview) get no axe: they are checked on their own.
 SCRIPTLESS_FRAMES = "iframe[sandbox]:not([sandbox~='allow-scripts'])"
 RUN_AXE = """async ([tags, scriptless]) => {
@@ -133,8 +161,9 @@ class Findings:
     def focus(self, page, label: str) -> None:
         """Tab from the top to the first field or button; each element focused must show it.
 
-        Shown means a computed outline (Chromium's own focus ring is ``auto``) or a box shadow.
-        axe-core does not check this (WCAG 2.4.7, 2.4.11).
+        Shown means a computed outline (Chromium's own focus ring is ``auto``) or a box shadow;
+        an outline of one colour must stand out 3:1 from the background around the element.
+        axe-core checks neither (WCAG 2.4.7, 1.4.11).
         """
         page.evaluate("() => document.activeElement && document.activeElement.blur()")
         for _ in range(FOCUS_STEPS):
@@ -155,6 +184,15 @@ class Findings:
                     f"{focused['outlineWidth']}, box-shadow {focused['shadow']}) on "
                     f"{focused['html']}"
                 )
+            # Chromium's own ring (``auto``) is two colours, one of which always stands out.
+            elif focused["outline"] not in ("none", "auto") and focused["outlineColor"]:
+                ratio = contrast(focused["outlineColor"], focused["around"])
+                if ratio < RING_CONTRAST:
+                    self.problems.append(
+                        f"focus on {label}: the focus ring rgb{tuple(focused['outlineColor'])} "
+                        f"has {ratio:.1f}:1 against rgb{tuple(focused['around'])} around it, "
+                        f"under {RING_CONTRAST:.0f}:1 (WCAG 1.4.11) on {focused['html']}"
+                    )
             if focused["tag"] in ("input", "button", "select", "textarea"):
                 break
 
