@@ -14,6 +14,8 @@ from newsletters import db, demo, editors
 from newsletters.embed.snippets import FRAME_HEIGHT, KINDS, snippets
 from newsletters.models import Newsletter, Subscriber, Subscription
 
+from .checkers import Findings, require_tools
+
 pytestmark = [
     pytest.mark.browser,
     # One database is enough to drive a browser; the server side runs on both elsewhere.
@@ -280,9 +282,9 @@ def test_the_demo_article_signs_readers_up_through_its_three_embeds(
             page = context.new_page()
             page.goto(article)
             page.get_by_text("A sample publisher's page").wait_for()
-            page.locator(".signup-iframe iframe").scroll_into_view_if_needed()
-            frame_of(page, ".signup-iframe iframe").wait_for_selector("input[type=email]")
-            page.locator(".signup-widget .nl-widget").wait_for()
+            page.locator(".box-iframe iframe").scroll_into_view_if_needed()
+            frame_of(page, ".box-iframe iframe").wait_for_selector("input[type=email]")
+            page.locator(".box-widget .nl-widget").wait_for()
             assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
             shots(page, "demo-article")
             context.close()
@@ -290,20 +292,20 @@ def test_the_demo_article_signs_readers_up_through_its_three_embeds(
         context = browser.new_context(viewport=DESKTOP)
         page = context.new_page()
         page.goto(article)
-        frame = frame_of(page, ".signup-iframe iframe")
+        frame = frame_of(page, ".box-iframe iframe")
         frame.fill("input[type=email]", "iframe.reader@example.com")
         with page.expect_event("framenavigated"):
             frame.click("button[type=submit]")
-        frame_of(page, ".signup-iframe iframe").wait_for_selector("text=Successfully subscribed")
-        fits(page, frame_of(page, ".signup-iframe iframe"), ".signup-iframe iframe")
+        frame_of(page, ".box-iframe iframe").wait_for_selector("text=Successfully subscribed")
+        fits(page, frame_of(page, ".box-iframe iframe"), ".box-iframe iframe")
 
-        widget = page.locator(".signup-widget .nl-widget")
+        widget = page.locator(".box-widget .nl-widget")
         widget.get_by_label("Email (required)").fill("widget.reader@example.com")
         widget.get_by_role("button", name="Subscribe").click()
         widget.get_by_text("Successfully subscribed").wait_for()
         shots(page, "demo-article-after-signups")
 
-        plain = page.locator(".signup-form form.signup-form")
+        plain = page.locator(".box-form form.signup-form")
         plain.locator("input[type=email]").fill("plain.reader@example.com")
         plain.locator("button[type=submit]").click()
         page.wait_for_url(f"{live_server}/n/demo-uk/thanks**")
@@ -323,3 +325,45 @@ def test_the_demo_article_signs_readers_up_through_its_three_embeds(
         ("demo-uk", "plain.reader@example.com", "plain"),
     }
     assert {status for *_, status in rows} == {"pending"}
+
+
+def test_the_previews_and_the_demo_page_are_accessible_and_valid_html(
+    app, browser, live_server, session, tmp_path
+):
+    """axe-core (WCAG 2.2 AA) and the Nu Html Checker over the pages this part adds."""
+    require_tools()
+    app.config["BASE_URL"] = live_server
+    server = demo.server(app, 0)
+    with app.app_context():
+        demo.add_newsletters(db.session(), server.server_port)
+        db.session().commit()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    findings = Findings(folder=tmp_path)
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    try:
+        for kind in KINDS:
+            label = f"the {kind} preview"
+            response = page.goto(f"{live_server}/n/demo-explainer/embed/preview/{kind}")
+            shown = page.frame_locator("iframe") if kind == "iframe" else page
+            shown.locator("form").first.wait_for()
+            findings.keep_html(label, response.text())
+            findings.language(page, label)
+            findings.axe(page, label)
+        response = page.goto(f"http://127.0.0.1:{server.server_port}/")
+        page.locator(".box-widget .nl-widget").wait_for()
+        for selector in (".box-iframe iframe", ".box-widget", ".box-form"):
+            page.locator(selector).scroll_into_view_if_needed()
+        frame_of(page, ".box-iframe iframe").wait_for_selector("input[type=email]")
+        findings.keep_html("the demo article", response.text())
+        findings.language(page, "the demo article")
+        findings.axe(page, "the demo article at 1280 px")
+        page.set_viewport_size(PHONE)
+        findings.axe(page, "the demo article at 390 px")
+    finally:
+        context.close()
+        server.shutdown()
+        thread.join()
+    assert findings.problems == []
+    assert findings.html_errors() == []
