@@ -186,7 +186,10 @@ def list_page(
         rows = _matching(session, newsletter, dated, found, flag, size + 1)
     if len(rows) <= size:
         undated = _listed(newsletter, status, after, dated=False)
-        rows += _matching(session, newsletter, undated, found, flag, size + 1 - len(rows))
+        # The dated rows ran out before a page: their newest did not fill it, or there were
+        # too few of them; either way the rest is found without a window.
+        rest = size + 1 - len(rows)
+        rows += _matching(session, newsletter, undated, found, flag, rest, window=False)
     following = Position.of(rows[size - 1]) if len(rows) > size else None
     return Page(rows[:size], following)
 
@@ -238,6 +241,7 @@ def _matching(
     search: Search | None,
     flag: str | None,
     limit: int,
+    window: bool = True,
 ) -> list[Subscription]:
     """Return the first ``limit`` rows of ``query`` that match ``search`` and ``flag``.
 
@@ -256,7 +260,7 @@ def _matching(
     own = _not_indexed if session.get_bind().dialect.name == "sqlite" else _as_is
     # Once the search's index was asked (a page's first part), its answer decides at once.
     known = search is not None and search.known(newsletter)
-    if not known:
+    if window and not known:
         window = query(_as_is).with_only_columns(Subscription.id).limit(WINDOW)
         tried = query(own).where(_in(session, window), *tests)
         rows = list(session.scalars(tried.limit(limit)))
@@ -400,6 +404,17 @@ def total(
             return Total(session.scalar(_count(query)), "exact")
         if estimate is not None and estimate > DENSE:
             return Total(estimate, "estimate")
+        if not postgresql and (status or flag):
+            # Many match the search; how many of them also have this status or flag, the
+            # index counts up to DENSE (on PostgreSQL the estimate took the filters in).
+            both = _indexed(session, newsletter, found)
+            if status:
+                both = both.where(_not_indexed(Subscription.status) == Status(status))
+            if flag:
+                both = both.where(flagged(flag))
+            counted = session.scalar(_count(both.limit(DENSE + 1)))
+            if counted <= DENSE:
+                return Total(counted, "exact")
         return Total(DENSE, "more_than")
     query = _counted(newsletter, status, flag)
     # PostgreSQL's estimate costs a plan, no rows: when it says "many", counting even the

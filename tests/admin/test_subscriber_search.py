@@ -200,6 +200,8 @@ def test_a_long_list_is_estimated_or_counted_once_and_says_which(
         return
     assert total_of(client, LIST) == "5 subscriptions, counted just now."
     assert total_of(client, f"{LIST}?q=example") == "More than 2 subscriptions match."
+    # Of a search's many matches, those of one status are counted as far as DENSE.
+    assert total_of(client, f"{LIST}?q=example&status=pending") == "0 subscriptions match."
     # The count is kept a while: a new row shows in the list before it does in the count.
     add(session, "briefing", "late@example.com")
     assert total_of(client, LIST) == "5 subscriptions, counted just now."
@@ -209,3 +211,28 @@ def test_a_long_list_is_estimated_or_counted_once_and_says_which(
     assert total_of(client, LIST) == "5 subscriptions, counted 3 minutes ago."
     kept[key] = (value, at - timedelta(minutes=6))
     assert total_of(client, LIST) == "6 subscriptions, counted just now."
+
+
+@pytest.mark.parametrize("window", [5_000, 1], ids=["window", "flagged-index"])
+def test_a_flag_alone_or_with_a_search_is_found_in_the_newest_rows_or_past_them(
+    client, session, editor, monkeypatch, window
+):
+    monkeypatch.setattr(subscribers, "WINDOW", window)
+    for n in range(60):
+        flags = "role" if n % 20 == 0 else ("disposable role" if n == 45 else None)
+        add(
+            session,
+            "briefing",
+            f"{'keep' if n % 2 else 'other'}{n:02d}@example.com",
+            optin_at=T0 + timedelta(minutes=n),
+            address_flags=flags,
+        )
+
+    assert emails(client, f"{LIST}?flag=role") == [
+        "keep45@example.com",
+        "other40@example.com",
+        "other20@example.com",
+        "other00@example.com",
+    ]
+    assert emails(client, f"{LIST}?flag=role&q=keep") == ["keep45@example.com"]
+    assert emails(client, f"{LIST}?flag=disposable&q=ke") == ["keep45@example.com"]
