@@ -58,7 +58,9 @@ def test_a_reader_manages_downloads_and_erases_their_subscriptions(
 ):
     # Signed up to two newsletters with one form, and confirmed both.
     page.goto(f"{site}/")
-    several = page.locator("section", has=page.get_by_role("heading", name="Several at once"))
+    several = page.locator(
+        "section", has=page.get_by_role("heading", name="Choose your newsletters")
+    )
     several.get_by_label("Alpha").check()
     several.get_by_label("Beta").check()
     several.get_by_placeholder("Enter your email to subscribe").fill(READER)
