@@ -261,8 +261,8 @@ def _matching(
     # Once the search's index was asked (a page's first part), its answer decides at once.
     known = search is not None and search.known(newsletter)
     if window and not known:
-        window = query(_as_is).with_only_columns(Subscription.id).limit(WINDOW)
-        tried = query(own).where(_in(session, window), *tests)
+        newest = query(_as_is).with_only_columns(Subscription.id).limit(WINDOW)
+        tried = query(own).where(_in(session, newest), *tests)
         rows = list(session.scalars(tried.limit(limit)))
         if len(rows) == limit:
             return rows
