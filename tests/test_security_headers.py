@@ -75,6 +75,8 @@ def answers(app, client, newsletter, session) -> list[Answer]:
         "filename": "widget.css",
         "embed": "widget",  # an embed's preview (embed.preview)
         "kind": "confirm",  # a mail's preview (admin.mail_preview_html)
+        "job_id": 1,  # an import job (none: a 404 still has its headers)
+        "action": "unsubscribe",  # a bulk action on a selection
     }
 
     found = []

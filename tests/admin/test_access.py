@@ -24,9 +24,11 @@ def url_for_rule(rule, slug, subscription_id, editor_id=1):
         "webhook_id": 1,
         "delivery_id": 1,
         "kind": "confirm",
+        "job_id": 1,
+        "action": "unsubscribe",
     }
     return re.sub(
-        r"<(?:int:)?(\w+)>", lambda placeholder: str(values[placeholder.group(1)]), rule.rule
+        r"<(?:[^>]*:)?(\w+)>", lambda placeholder: str(values[placeholder.group(1)]), rule.rule
     )
 
 
