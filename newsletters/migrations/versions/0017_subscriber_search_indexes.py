@@ -6,7 +6,8 @@ Create Date: 2026-12-05
 
 The editors' list is in signup order (optin_at, then id), a page at a time by keyset: one index
 of a newsletter's rows in that order, one per status, and the flagged rows' partial index in it
-too (with the flags, so that a count of one flag reads that index alone). Search finds any part of an address or a name: on PostgreSQL through pg_trgm's trigram GIN
+too (with the flags, so that a count of one flag reads that index alone). Search finds any
+part of an address or a name: on PostgreSQL through pg_trgm's trigram GIN
 indexes (LIKE '%…%' and ILIKE use them); on SQLite through an FTS5 table with the trigram
 tokenizer (SQLite 3.34 or later), one row per subscription (rowid = subscription.id) with its
 address and name, kept in step by triggers. Neither can be told in the models: both are made
