@@ -24,7 +24,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from flask import Flask, g, has_request_context, request, session
 from flask_babel import Babel, force_locale, get_locale, gettext, refresh
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 
 from .models import DEFAULT_TEXTS
 
@@ -160,3 +160,16 @@ def compile_catalogue(po: Path, mo: Path) -> None:
         catalogue = read_po(source)
     with mo.open("wb") as target:
         write_mo(target, catalogue)
+
+
+def known_language(asked: str) -> str:
+    """Return ``asked`` if it is one of ours; else a 400 that lists ours (an editor's choice)."""
+    if asked not in LANGUAGES:
+        raise BadRequest(
+            gettext(
+                "There is no language %(language)s here: choose one of %(choices)s.",
+                language=repr(asked[:20]),
+                choices=", ".join(LANGUAGES),
+            )
+        )
+    return asked

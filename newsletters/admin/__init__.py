@@ -141,17 +141,7 @@ def language():
 
     Open before login too: the login page carries the menu. CSRFProtect checks the token.
     """
-    chosen = request.form.get("language", "")
-    if chosen not in i18n.LANGUAGES:
-        abort(
-            400,
-            description=_(
-                "There is no language %(language)s here: choose one of %(choices)s.",
-                language=repr(chosen[:20]),
-                choices=", ".join(i18n.LANGUAGES),
-            ),
-        )
-    session["language"] = chosen
+    session["language"] = i18n.known_language(request.form.get("language", ""))
     target = local_path(request.form.get("next")) or url_for(".index")
     return redirect(target, 303)
 

@@ -142,16 +142,7 @@ def _language(asked: str | None, newsletter: Newsletter) -> str:
     """Return the language ``asked`` (default: the newsletter's); 400 if it is not one of ours."""
     if not asked:
         return i18n.supported(newsletter.language) or i18n.DEFAULT_LANGUAGE
-    if asked not in i18n.LANGUAGES:
-        abort(
-            400,
-            description=_(
-                "There is no language %(language)s here: choose one of %(choices)s.",
-                language=repr(asked[:20]),
-                choices=", ".join(i18n.LANGUAGES),
-            ),
-        )
-    return asked
+    return i18n.known_language(asked)
 
 
 def _sample(newsletter: Newsletter, kind: OutboxKind, language: str):
