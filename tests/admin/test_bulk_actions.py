@@ -3,7 +3,7 @@
 import csv
 import io
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -18,15 +18,12 @@ from newsletters.models import (
     Subscription,
 )
 
-from ..browser import checkers
-from ..browser import conftest as browsers
 from . import test_subscribers
-from .conftest import PASSWORD, login
+from .conftest import login
 from .test_subscribers import LIST, add
 
-# Fixtures: the editor of 'briefing', logged in; Chromium and its screenshots' folder.
+# Fixture: the editor of 'briefing', logged in.
 editor = test_subscribers.editor
-browser, artifacts = browsers.browser, browsers.artifacts
 
 SELECTION = f"{LIST}/selection"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -218,61 +215,3 @@ def test_without_the_csrf_token_or_as_someone_else_nothing_is_done(
     response = client.post(f"{SELECTION}/delete", data={"id": three, "csrf_token": token})
     assert response.status_code == 403
     assert len(session.scalars(sa.select(Subscription)).all()) == 3
-
-
-@pytest.mark.browser
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_on_a_phone_the_list_fits_and_a_selection_is_deleted_after_asking(
-    browser, artifacts, live_server, session, make_editor, newsletter, tmp_path
-):
-    # The confirmation answers a POST: the accessibility walk of every page cannot reach it.
-    checkers.require_tools()
-    findings = checkers.Findings(tmp_path)
-    make_editor("editor@example.org", "briefing")
-    for n in range(12):
-        add(
-            session,
-            "briefing",
-            f"a.rather.long.address.number{n:02d}@newsroom.example.org",
-            Status.PENDING if n % 3 else Status.CONFIRMED,
-            name=f"Reader With A Long Name {n}",
-            optin_at=T0 + timedelta(hours=n),
-        )
-    shots = artifacts / "subscribers"
-    shots.mkdir(exist_ok=True)
-    for deleted, (size, viewport) in enumerate({"phone": PHONE, "desktop": DESKTOP}.items()):
-        context = browser.new_context(viewport=viewport)
-        page = context.new_page()
-        page.goto(f"{live_server}/admin/login")
-        page.fill("#email", "editor@example.org")
-        page.fill("#password", PASSWORD)
-        page.press("#password", "Enter")
-        page.wait_for_url("**/admin/")
-        page.goto(f"{live_server}{LIST}")
-        page.screenshot(path=shots / f"list-{size}.png", full_page=True)
-        assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
-        if size == "phone":
-            # The table scrolls in its own named, focusable box, not the page.
-            box = page.locator(".table-scroll")
-            assert box.evaluate("b => b.scrollWidth > b.clientWidth")
-            assert box.get_attribute("tabindex") == "0" and box.get_attribute("aria-label")
-        page.check("#select-page")
-        assert page.locator("input[name=id]:checked").count() == 12 - deleted
-        page.uncheck("#pick-" + page.locator("input[name=id]").first.get_attribute("value"))
-        assert page.evaluate("document.getElementById('select-page').indeterminate")
-        page.check("#select-page")
-        page.uncheck("#select-page")
-        assert page.locator("input[name=id]:checked").count() == 0
-        address = f"a.rather.long.address.number{11 - len(size):02d}@newsroom.example.org"
-        page.check(f"[aria-label='Select {address}']")
-        page.click("button[value=delete]")
-        assert page.locator("h2").inner_text() == "Delete 1 subscriber?"
-        page.screenshot(path=shots / f"confirm-delete-{size}.png", full_page=True)
-        findings.axe(page, f"confirm delete ({size})")
-        findings.keep_html(f"confirm delete ({size})", page.content())
-        assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
-        page.click("button.danger")
-        assert "Deleted 1 subscriber from Morning Briefing." in page.locator(".flash").inner_text()
-        context.close()
-    assert len(session.scalars(sa.select(Subscription)).all()) == 10
-    assert findings.problems + findings.html_errors() == []

@@ -193,6 +193,7 @@ def served(findings, page, label, response, *, phone=False, focus=True, status=2
         findings.focus(page, label)
     findings.axe(page, f"{label} at 1280 px")
     if phone:
+        findings.screenshot(page, label)  # both sizes: test-artifacts/a11y-<page>-<width>.png
         page.set_viewport_size(PHONE)
         findings.axe(page, f"{label} at 390 px")
         findings.screenshot(page, label)

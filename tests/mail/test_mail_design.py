@@ -312,7 +312,7 @@ def test_a_test_mail_arrives_over_smtp_to_the_editor_as_readers_get_it(
     [mail] = smtp_server.messages
     assert smtp_server.envelopes[0].rcpt_tos == [EDITOR]
     assert mail["From"] == "Morning Briefing <newsletters@localhost>"
-    assert mail["Subject"].startswith("[Test] ")
+    assert mail["Subject"].startswith("[Тест] ")  # in the language asked for
     assert mail.get_content_type() == "multipart/alternative"
     text = mail.get_body(("plain",)).get_content()
     html = mail.get_body(("html",)).get_content()
